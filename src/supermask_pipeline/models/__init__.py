@@ -1,0 +1,26 @@
+"""Architectures, the masked network and initialisers (no Kedro)."""
+
+from supermask_pipeline.models.architectures import (
+    ARCHITECTURES,
+    ArchitectureSpec,
+    LayerSpec,
+    count_weights,
+    get_architecture,
+    layer_specs,
+)
+from supermask_pipeline.models.initializers import INITIALIZERS, get_initializer, initialise_tensors
+from supermask_pipeline.models.network import MaskedLayer, MaskedNetwork
+
+__all__ = [
+    "ARCHITECTURES",
+    "INITIALIZERS",
+    "ArchitectureSpec",
+    "LayerSpec",
+    "MaskedLayer",
+    "MaskedNetwork",
+    "count_weights",
+    "get_architecture",
+    "get_initializer",
+    "initialise_tensors",
+    "layer_specs",
+]

@@ -1,0 +1,182 @@
+"""The masked network: one module for every architecture and every method.
+
+Each masked layer computes with ``W ⊙ mask`` where the mask comes from its trainable
+``mask_scores`` through a :class:`~supermask_pipeline.masks.MaskStrategy` (for the
+dense baseline the mask is all ones and ``W`` trains). See Ramanujan et al. (2020)
+for the mechanism and Koster et al. (2022) for the signed variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from supermask_pipeline.masks.strategies import MaskStrategy
+from supermask_pipeline.models.architectures import POOL, ArchitectureSpec, LayerSpec, layer_specs
+
+ACTIVATIONS = {"elu": F.elu, "relu": F.relu}
+
+
+def get_activation(name: str):
+    """Activation function by name (``elu`` for Koster et al., ``relu`` for Zhou et al.).
+
+    Raises:
+        ValueError: unknown name; the message lists the choices.
+    """
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown activation {name!r}. Known activations: {', '.join(sorted(ACTIVATIONS))}."
+        ) from None
+
+
+class MaskedLayer(nn.Module):
+    """A convolution (3×3, stride 1, padding 1) or dense layer whose weight is multiplied by a mask.
+
+    Tensors (float32): ``weight`` of ``layer.weight_shape`` (trainable only under a
+    strategy with ``trains_weights``); ``mask_scores`` of the same shape (trainable,
+    only for strategies with ``uses_scores``); buffer ``mask_state``, a 0-d tensor
+    fixed at construction from the initial scores (the threshold τ of the signed
+    supermask). No bias: the signed-supermask networks have none.
+    """
+
+    def __init__(
+        self,
+        layer: LayerSpec,
+        strategy: MaskStrategy,
+        weight: torch.Tensor,
+        mask_scores: torch.Tensor | None,
+    ) -> None:
+        super().__init__()
+        self.spec = layer
+        self.strategy = strategy
+        self.weight = nn.Parameter(weight.detach().clone().float(), requires_grad=strategy.trains_weights)
+        if strategy.uses_scores:
+            if mask_scores is None:
+                raise ValueError(f"Method {strategy.name!r} needs mask scores for layer {layer.name!r}.")
+            scores = mask_scores.detach().clone().float()
+            self.mask_scores = nn.Parameter(scores)
+            self.register_buffer("mask_state", strategy.setup(scores))
+        else:
+            self.mask_scores = None
+            self.register_buffer("mask_state", torch.zeros(()))
+
+    def mask(self) -> torch.Tensor:
+        """The forward-pass mask (differentiable with respect to the scores), shape of the weight."""
+        if self.mask_scores is None:
+            return torch.ones_like(self.weight)
+        return self.strategy.mask(self.mask_scores, self.mask_state)
+
+    def final_mask(self) -> torch.Tensor:
+        """The deterministic mask, detached, float32 of the weight's shape."""
+        if self.mask_scores is None:
+            return torch.ones_like(self.weight).detach()
+        return self.strategy.final_mask(self.mask_scores, self.mask_state).detach()
+
+    def effective_weight(self) -> torch.Tensor:
+        """``W ⊙ mask`` (or ``W`` for the dense baseline), shape of the weight."""
+        if self.mask_scores is None:
+            return self.weight
+        return self.weight * self.mask()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in, H, W) → (N, out, H, W) for a convolution; (N, in) → (N, out) for a dense layer."""
+        w = self.effective_weight()
+        if self.spec.kind == "conv":
+            return F.conv2d(x, w, padding=1)
+        return F.linear(x, w)
+
+
+class MaskedNetwork(nn.Module):
+    """FCN or Conv-k network of :mod:`supermask_pipeline.models.architectures` with masked layers.
+
+    Args:
+        spec: the architecture.
+        strategy: how scores become masks (``DenseStrategy`` for the baseline).
+        weights: layer name → weight tensor (float, the layer's weight shape).
+        mask_scores: layer name → scores (same shapes); required when the strategy uses scores.
+        activation: ``elu`` (Koster et al.) or ``relu`` (Zhou et al.), after every hidden layer.
+
+    Input: images float32 (N, C, H, W) matching ``spec.input_shape``. Output: logits (N, classes).
+
+    Raises:
+        ValueError: a layer missing from ``weights``/``mask_scores`` or a shape mismatch
+            (the message names the layer, expected and found shapes), or an unknown activation.
+    """
+
+    def __init__(
+        self,
+        spec: ArchitectureSpec,
+        strategy: MaskStrategy,
+        weights: Mapping[str, torch.Tensor],
+        mask_scores: Mapping[str, torch.Tensor] | None = None,
+        activation: str = "elu",
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.strategy = strategy
+        self.activation_name = activation
+        self._activation = get_activation(activation)
+        self.layer_names: list[str] = []
+        for layer in layer_specs(spec):
+            weight = _checked(weights, layer, "weights")
+            scores = _checked(mask_scores, layer, "mask scores") if strategy.uses_scores else None
+            self.add_module(layer.name, MaskedLayer(layer, strategy, weight, scores))
+            self.layer_names.append(layer.name)
+
+    def masked_layers(self) -> list[MaskedLayer]:
+        """The masked layers in forward order."""
+        return [getattr(self, name) for name in self.layer_names]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        layers = iter(self.masked_layers())
+        for item in self.spec.conv:
+            if item == POOL:
+                x = F.max_pool2d(x, 2)
+            else:
+                x = self._activation(next(layers)(x))
+        x = torch.flatten(x, 1)
+        for layer in layers:
+            x = layer(x)
+            if not layer.spec.is_output:
+                x = self._activation(x)
+        return x
+
+    @torch.no_grad()
+    def masks(self) -> dict[str, torch.Tensor]:
+        """Layer name → final mask as int8 (values in {−1, 0, +1}), on the CPU."""
+        return {layer.spec.name: layer.final_mask().to("cpu", torch.int8) for layer in self.masked_layers()}
+
+    @torch.no_grad()
+    def effective_weights(self) -> dict[str, torch.Tensor]:
+        """Layer name → ``W ⊙ final mask`` as float32 on the CPU: the pruned network."""
+        return {
+            layer.spec.name: (layer.weight * layer.final_mask()).detach().to("cpu", torch.float32).contiguous()
+            for layer in self.masked_layers()
+        }
+
+    @torch.no_grad()
+    def mask_scores(self) -> dict[str, torch.Tensor]:
+        """Layer name → current mask scores, float32 on the CPU (empty for the dense baseline)."""
+        return {
+            layer.spec.name: layer.mask_scores.detach().to("cpu").contiguous()
+            for layer in self.masked_layers()
+            if layer.mask_scores is not None
+        }
+
+
+def _checked(tensors: Mapping[str, torch.Tensor] | None, layer: LayerSpec, what: str) -> torch.Tensor:
+    if tensors is None or layer.name not in tensors:
+        found = sorted(tensors) if tensors else []
+        raise ValueError(f"The {what} have no tensor for layer {layer.name!r} (found keys: {found}).")
+    tensor = tensors[layer.name]
+    if tuple(tensor.shape) != layer.weight_shape:
+        raise ValueError(
+            f"The {what} for layer {layer.name!r} have shape {tuple(tensor.shape)}, "
+            f"expected {layer.weight_shape}. Were they made for another architecture?"
+        )
+    return tensor

@@ -1,0 +1,24 @@
+"""Project pipelines: each named pipeline a user runs is complete (data → … → MLflow)."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Pipeline
+
+from supermask_pipeline.pipelines.data_processing.pipeline import create_pipeline as data_processing
+from supermask_pipeline.pipelines.training.pipeline import create_method_pipeline
+
+METHOD_NAMESPACES = ("dense", "signed_supermask")
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """``data_processing``, ``init_weights``, one pipeline per method, and ``__default__`` (all)."""
+    data = data_processing()
+    methods = {name: create_method_pipeline(name) for name in METHOD_NAMESPACES}
+    pipelines: dict[str, Pipeline] = {"data_processing": data}
+    pipelines["init_weights"] = sum(
+        (p.only_nodes_with_tags("init_weights") for p in methods.values()), Pipeline([])
+    )
+    for name, method in methods.items():
+        pipelines[name] = data + method
+    pipelines["__default__"] = data + sum(methods.values(), Pipeline([]))
+    return pipelines

@@ -1,0 +1,1 @@
+"""Raw image files → train / val / test HDF5 splits."""

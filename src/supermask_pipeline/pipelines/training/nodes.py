@@ -1,0 +1,129 @@
+"""Nodes of the training template pipeline (one per step; the science lives in the library)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from supermask_pipeline.data import ImageSplit, split_to_tensors
+from supermask_pipeline.masks import DenseStrategy, get_mask_strategy, remaining_weights_table
+from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors
+from supermask_pipeline.pipelines.tracking import live_metric_logger, set_run_tags
+from supermask_pipeline.reporting import plot_remaining_weights, plot_training_curves
+from supermask_pipeline.training import TensorDataset, TrainingConfig, evaluate, resolve_device, train
+
+Tensors = dict[str, torch.Tensor]
+
+
+def _seeds(seed: int, count: int) -> list[int]:
+    """Independent child seeds of one run seed (numpy SeedSequence)."""
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(count)]
+
+
+def _tensors(split: ImageSplit, data_params: dict[str, Any], device: torch.device) -> TensorDataset:
+    images, labels = split_to_tensors(split, data_params["normalisation"], device)
+    return TensorDataset(images, labels)
+
+
+def initialise_network(model: dict[str, Any], init: dict[str, Any], seed: int) -> tuple[Tensors, Tensors]:
+    """Seeded initial weights and mask scores of every masked layer.
+
+    Args:
+        model: ``architecture`` (fcn, conv2 …).
+        init: ``weight_init`` / ``weight_init_scale`` and ``mask_score_init`` /
+            ``mask_score_init_scale`` (initialiser names and their constants).
+        seed: run seed; weights and scores use independent child seeds of it.
+
+    Returns:
+        (initial_weights, initial_mask_scores): layer name → float32 tensor.
+    """
+    spec = get_architecture(model["architecture"])
+    weight_seed, score_seed = _seeds(seed, 2)
+    weights = initialise_tensors(spec, init["weight_init"], weight_seed, init.get("weight_init_scale"))
+    scores = initialise_tensors(spec, init["mask_score_init"], score_seed, init.get("mask_score_init_scale"))
+    return weights, scores
+
+
+def train_network(
+    initial_weights: Tensors,
+    initial_mask_scores: Tensors,
+    train_split: ImageSplit,
+    val_split: ImageSplit,
+    model: dict[str, Any],
+    method: dict[str, Any],
+    data: dict[str, Any],
+    training: dict[str, Any],
+    seed: int,
+) -> tuple[Tensors, Tensors, Tensors, pd.DataFrame]:
+    """Train with the method's strategy; log live metrics to the active MLflow run.
+
+    Returns:
+        (trained_weights: the pruned network W ⊙ mask, float32;
+        trained_mask_scores: final scores, empty for the dense baseline;
+        masks: int8 masks in {−1, 0, +1};
+        training_history: one row per epoch).
+    """
+    spec = get_architecture(model["architecture"])
+    options = {k: v for k, v in method.items() if k != "name"}
+    strategy = get_mask_strategy(method["name"], **options)
+    config = TrainingConfig.from_params({**training, "seed": int(seed)})
+    device = resolve_device(config.device)
+    network = MaskedNetwork(spec, strategy, initial_weights, initial_mask_scores, model.get("activation", "elu"))
+    network.to(device)
+    set_run_tags(
+        {"architecture": spec.name, "dataset": spec.dataset, "method": strategy.name, "seed": seed}
+    )
+    history = train(
+        network,
+        _tensors(train_split, data, device),
+        _tensors(val_split, data, device),
+        config,
+        on_epoch_end=live_metric_logger(strategy.name),
+    )
+    return network.effective_weights(), network.mask_scores(), network.masks(), history
+
+
+def evaluate_network(
+    trained_weights: Tensors,
+    masks: Tensors,
+    test_split: ImageSplit,
+    model: dict[str, Any],
+    data: dict[str, Any],
+    training: dict[str, Any],
+) -> tuple[dict[str, dict[str, float]], dict[str, Any], pd.DataFrame]:
+    """Test loss and accuracy of the pruned network, and its remaining weights.
+
+    Returns:
+        (test_metrics: for kedro-mlflow's MlflowMetricsHistoryDataset, ``{name: {value, step}}``
+        with ``test_accuracy``, ``test_loss``, ``remaining_weights`` (fractions) and
+        ``remaining_weight_count``; evaluation_summary: the same plus per-layer figures, for JSON;
+        remaining_weights_per_layer: table of :func:`remaining_weights_table`).
+    """
+    spec = get_architecture(model["architecture"])
+    config = TrainingConfig.from_params(training)
+    device = resolve_device(config.device)
+    network = MaskedNetwork(spec, DenseStrategy(), trained_weights, activation=model.get("activation", "elu")).to(device)
+    result = evaluate(network, _tensors(test_split, data, device), config.eval_batch_size)
+    table = remaining_weights_table(masks)
+    total = table.iloc[-1]
+    values = {
+        "test_accuracy": result["accuracy"],
+        "test_loss": result["loss"],
+        "remaining_weights": float(total["remaining_weights"]),
+        "remaining_weight_count": float(total["remaining"]),
+    }
+    summary = {
+        **values,
+        "architecture": spec.name,
+        "per_layer": table.to_dict(orient="records"),
+    }
+    return {name: {"value": value, "step": 0} for name, value in values.items()}, summary, table
+
+
+def plot_results(history: pd.DataFrame, remaining_per_layer: pd.DataFrame) -> tuple[Figure, Figure]:
+    """Training curves and remaining weights per layer, as matplotlib figures."""
+    return plot_training_curves(history), plot_remaining_weights(remaining_per_layer)

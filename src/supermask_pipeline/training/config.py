@@ -1,0 +1,111 @@
+"""Hyperparameters of the training engine, validated once, with a description per field (OpenLTH style)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+OPTIMIZERS = ("sgd", "adam")
+WEIGHT_DECAY_MODES = ("decoupled", "l2")
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a network is trained, for every method.
+
+    Defaults are the signed-supermask recipe of Koster et al. (2022, Appendix): SGD
+    with Nesterov momentum 0.9, decoupled weight decay 5e-4 applied every step and
+    not scaled by the learning rate (TensorFlow Addons' SGDW), learning rate and
+    weight decay both decayed by 0.9 every 10 epochs (continuously), batch 128.
+
+    Raises (from :meth:`from_params`):
+        ValueError: an unknown key (the message lists the known ones) or a value of
+            the wrong type or range (the message names the parameter).
+    """
+
+    epochs: int = _f(100, "number of passes over the training split")
+    batch_size: int = _f(128, "images per optimizer step")
+    optimizer: str = _f("sgd", "sgd (with momentum/nesterov) or adam")
+    learning_rate: float = _f(0.05, "initial learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(True, "Nesterov momentum (SGD only)")
+    weight_decay: float = _f(5e-4, "weight decay on the trained tensors (scores or weights)")
+    weight_decay_mode: str = _f(
+        "decoupled",
+        "decoupled: p ← p·(1 − wd_t) each step, not scaled by the learning rate (SGDW); "
+        "l2: wd·p added to the gradient",
+    )
+    lr_decay_rate: float = _f(0.9, "learning rate and weight decay multiplied by this every lr_decay_epochs (1: no decay)")
+    lr_decay_epochs: float = _f(10.0, "epochs per decay_rate factor; the decay is continuous (per step)")
+    eval_batch_size: int = _f(2000, "images per forward pass in evaluation")
+    device: str = _f("auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
+    seed: int = _f(0, "seed of batch order and any sampling during training")
+    deterministic: bool = _f(True, "torch.use_deterministic_algorithms (bit-identical reruns on the same machine)")
+    show_progress: bool = _f(True, "progress bars on the terminal")
+
+    def __post_init__(self) -> None:
+        def positive(name: str, kind: type) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+                raise ValueError(
+                    f"training.{name} must be a positive {kind.__name__}, got {value!r}."
+                )
+
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            positive(name, int)
+        for name in ("learning_rate", "lr_decay_epochs"):
+            positive(name, (int, float))  # type: ignore[arg-type]
+        for name in ("momentum", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"training.{name} must be a number ≥ 0, got {value!r}.")
+        if not 0 < self.lr_decay_rate <= 1:
+            raise ValueError(f"training.lr_decay_rate must lie in (0, 1], got {self.lr_decay_rate!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"training.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
+            raise ValueError(
+                f"training.weight_decay_mode must be one of {WEIGHT_DECAY_MODES}, got {self.weight_decay_mode!r}."
+            )
+        resolve_device(self.device)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> TrainingConfig:
+        """Build from a parameter dict (``params:<namespace>.training``), rejecting unknown keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"Unknown training parameter(s) {unknown}. Known: {sorted(known)}.")
+        values = dict(params)
+        for name in ("learning_rate", "momentum", "weight_decay", "lr_decay_rate", "lr_decay_epochs"):
+            if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
+                values[name] = float(values[name])
+        return cls(**values)
+
+    def describe(self) -> dict[str, str]:
+        """Field name → help text."""
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(self)}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; otherwise the named device.
+
+    Raises:
+        ValueError: an unparsable name, or CUDA asked for where none is available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"training.device {name!r} is not a device name (auto, cpu, cuda, cuda:0).") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"training.device is {name!r} but no CUDA device is available; use device: auto or cpu.")
+    return device
