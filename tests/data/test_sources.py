@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def test_checksum_mismatch_names_file_and_both_checksums(tiny_source, tmp_path, 
     message = str(info.value)
     assert str(bad) in message
     assert spec_file.sha256 in message
-    assert sources.hashlib.sha256(bytes(content)).hexdigest() in message
+    assert hashlib.sha256(bytes(content)).hexdigest() in message
     assert "Delete it" in message
     assert sha256_of_files(root) == before
 

@@ -54,10 +54,11 @@ def test_per_image_standardisation_mean_0_std_1():
     split = _split(num=20, height=28, width=28, channels=1)
     images, _ = split_to_tensors(split, "per_image_standardisation")
     flat = images.reshape(20, -1).double()
-    torch.testing.assert_close(flat.mean(dim=1), torch.zeros(20, dtype=torch.float64), atol=1e-5, rtol=0)
-    torch.testing.assert_close(flat.std(dim=1, unbiased=False), torch.ones(20, dtype=torch.float64), atol=1e-5, rtol=0)
-    torch.testing.assert_close(images.permute(0, 2, 3, 1).double(),
-                               torch.from_numpy(_reference_standardisation(split.images)), atol=1e-5, rtol=0)
+    zeros, ones = torch.zeros(20, dtype=torch.float64), torch.ones(20, dtype=torch.float64)
+    torch.testing.assert_close(flat.mean(dim=1), zeros, atol=1e-5, rtol=0)
+    torch.testing.assert_close(flat.std(dim=1, unbiased=False), ones, atol=1e-5, rtol=0)
+    reference = torch.from_numpy(_reference_standardisation(split.images))
+    torch.testing.assert_close(images.permute(0, 2, 3, 1).double(), reference, atol=1e-5, rtol=0)
 
 
 def test_per_image_standardisation_constant_and_nearly_constant_images():

@@ -169,6 +169,8 @@ def _write_raw(path: Path, images=None, labels=None, attrs=None, skip=()):
 
 
 _ATTRS = _split().attrs
+_NO_NUM_IMAGES = {k: v for k, v in _ATTRS.items() if k != "num_images"}
+_NO_NUM_CLASSES = {k: v for k, v in _ATTRS.items() if k != "num_classes"}
 
 
 @pytest.mark.parametrize(
@@ -177,14 +179,16 @@ _ATTRS = _split().attrs
         ({"skip": ("labels",)}, r"expected datasets 'images' and 'labels', found keys \['images'\]"),
         ({"skip": ("images",)}, r"found keys \['labels'\]"),
         ({"images": np.zeros((9, 6, 5, 3), np.float32)}, "images expected uint8 .* found float32"),
-        ({"images": np.zeros((9, 6, 5), np.uint8)}, r"images expected uint8 of shape \(N, H, W, C\), found uint8 of shape \(9, 6, 5\)"),
+        ({"images": np.zeros((9, 6, 5), np.uint8)}, 
+         r"images expected uint8 of shape \(N, H, W, C\), found uint8 of shape \(9, 6, 5\)"),
         ({"labels": np.zeros(9, np.int32)}, "labels expected int64 .* found int32"),
         ({"labels": np.zeros((9, 1), np.int64)}, r"found int64 of shape \(9, 1\)"),
         ({"labels": np.zeros(8, np.int64)}, "labels expected 9 labels .* found 8"),
         ({"attrs": {**_ATTRS, "num_images": 10}}, "attribute num_images expected 9 .* found 10"),
-        ({"attrs": {k: v for k, v in _ATTRS.items() if k != "num_images"}}, "num_images expected 9 .* found 'missing'"),
-        ({"attrs": {k: v for k, v in _ATTRS.items() if k != "num_classes"}}, "num_classes expected a positive integer"),
-        ({"labels": np.full(9, 10, np.int64)}, r"labels expected values in \[0, 10\), found values in \[10, 10\]"),
+        ({"attrs": _NO_NUM_IMAGES}, "num_images expected 9 .* found 'missing'"),
+        ({"attrs": _NO_NUM_CLASSES}, "num_classes expected a positive integer"),
+        ({"labels": np.full(9, 10, np.int64)},
+         r"labels expected values in \[0, 10\), found values in \[10, 10\]"),
         ({"labels": np.arange(9, dtype=np.int64) - 1}, r"found values in \[-1, 7\]"),
         ({"attrs": {**_ATTRS, "bad": np.arange(3)}}, "attrs must map str to str, int or float"),
     ],

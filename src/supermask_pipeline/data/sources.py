@@ -468,11 +468,12 @@ def load_raw_images(source: str, root: str | Path, download: bool = True) -> Raw
     missing = [f for f in spec.files if f.name not in found]
     if missing:
         listing = "\n".join(f"  - {f.name}.gz (or {f.name})" for f in missing)
-        how = (
-            "Downloading them failed:\n" + "\n".join(f"  * {line}" for line in failures)
-            if download
-            else "Downloading is switched off (download=False)."
-        )
+        if not download:
+            how = "Downloading is switched off (download=False)."
+        elif failures:
+            how = "Downloading them failed:\n" + "\n".join(f"  * {line}" for line in failures)
+        else:
+            how = f"No download mirror is known for {spec.name!r}."
         raise RawDataNotFoundError(
             f"Raw {spec.name} files missing from {root.resolve()}:\n{listing}\n{how}\n"
             f"Put the official files in {root.resolve()}, or point the catalog entry "

@@ -155,15 +155,15 @@ class MaskedNetwork(nn.Module):
     def effective_weights(self) -> dict[str, torch.Tensor]:
         """Layer name → ``W ⊙ final mask`` as float32 on the CPU: the pruned network."""
         return {
-            layer.spec.name: (layer.weight * layer.final_mask()).detach().to("cpu", torch.float32).contiguous()
+            layer.spec.name: (layer.weight * layer.final_mask()).detach().to("cpu", torch.float32, copy=True).contiguous()
             for layer in self.masked_layers()
         }
 
     @torch.no_grad()
     def mask_scores(self) -> dict[str, torch.Tensor]:
-        """Layer name → current mask scores, float32 on the CPU (empty for the dense baseline)."""
+        """Layer name → a CPU copy of the current mask scores, float32 (empty for the dense baseline)."""
         return {
-            layer.spec.name: layer.mask_scores.detach().to("cpu").contiguous()
+            layer.spec.name: layer.mask_scores.detach().to("cpu", copy=True).contiguous()
             for layer in self.masked_layers()
             if layer.mask_scores is not None
         }

@@ -51,17 +51,15 @@ class TrainingConfig:
     show_progress: bool = _f(True, "progress bars on the terminal")
 
     def __post_init__(self) -> None:
-        def positive(name: str, kind: type) -> None:
+        def positive(name: str, kind: tuple[type, ...], what: str) -> None:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-                raise ValueError(
-                    f"training.{name} must be a positive {kind.__name__}, got {value!r}."
-                )
+                raise ValueError(f"training.{name} must be a positive {what}, got {value!r}.")
 
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            positive(name, int)
+            positive(name, (int,), "integer")
         for name in ("learning_rate", "lr_decay_epochs"):
-            positive(name, (int, float))  # type: ignore[arg-type]
+            positive(name, (int, float), "number")
         for name in ("momentum", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

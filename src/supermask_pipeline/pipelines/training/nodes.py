@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from supermask_pipeline.data import ImageSplit, split_to_tensors
 from supermask_pipeline.masks import DenseStrategy, get_mask_strategy, remaining_weights_table
-from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors
+from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors, layer_specs
 from supermask_pipeline.pipelines.tracking import live_metric_logger, set_run_tags
 from supermask_pipeline.reporting import plot_remaining_weights, plot_training_curves
 from supermask_pipeline.training import TensorDataset, TrainingConfig, evaluate, resolve_device, train
@@ -108,7 +108,7 @@ def evaluate_network(
     device = resolve_device(config.device)
     network = MaskedNetwork(spec, DenseStrategy(), trained_weights, activation=model.get("activation", "elu")).to(device)
     result = evaluate(network, _tensors(test_split, data, device), config.eval_batch_size)
-    table = remaining_weights_table(masks)
+    table = remaining_weights_table({layer.name: masks[layer.name] for layer in layer_specs(spec)})
     total = table.iloc[-1]
     values = {
         "test_accuracy": result["accuracy"],
