@@ -45,6 +45,15 @@ def test_threshold_is_fraction_of_initial_max_abs_score():
     assert tau.item() == pytest.approx(1.0)
 
 
+def test_absolute_threshold_overrides_the_factor():
+    initial = torch.tensor([[0.5, -2.5], [1.0, 0.0]])
+    strategy = SignedSupermaskStrategy(0.4, threshold=0.01)
+    assert strategy.setup(initial).item() == pytest.approx(0.01)
+    assert strategy.mask(torch.tensor([0.02, -0.005, -0.5]), strategy.setup(initial)).tolist() == [1.0, 0.0, -1.0]
+    with pytest.raises(ValueError, match="threshold must be positive"):
+        SignedSupermaskStrategy(0.4, threshold=0.0)
+
+
 @pytest.mark.parametrize("factor", [0.0, 1.0, -0.2, 1.5])
 def test_threshold_factor_outside_unit_interval_is_rejected(factor):
     with pytest.raises(ValueError, match="threshold_factor"):

@@ -10,6 +10,7 @@ from supermask_pipeline.training import (
     HISTORY_COLUMNS,
     TensorDataset,
     TrainingConfig,
+    TrainingDivergedError,
     evaluate,
     train,
 )
@@ -133,3 +134,11 @@ def test_unknown_training_parameter_is_rejected():
 def test_integer_learning_rate_is_accepted_as_float():
     assert TrainingConfig.from_params({"learning_rate": 1}).learning_rate == 1.0
     assert math.isclose(TrainingConfig().weight_decay, 5e-4)
+
+
+def test_divergence_stops_training_with_the_epoch():
+    network = _signed_network()
+    data = _data()
+    data.images[0, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match="epoch 1"):
+        train(network, data, None, _config())

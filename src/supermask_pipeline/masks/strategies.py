@@ -80,25 +80,33 @@ class DenseStrategy(MaskStrategy):
 class SignedSupermaskStrategy(MaskStrategy):
     """Signed supermask of Koster et al. (ICLR 2022).
 
-    S = sign(M) where |M| > τ, else 0; τ = ``threshold_factor`` · max|M₀| is fixed per
-    layer from the initial scores M₀ (the paper's 0.4). Straight-through gradient.
+    S = sign(M) where |M| > τ, else 0, with a straight-through gradient. τ is fixed per
+    layer after initialisation: τ = ``threshold_factor`` · max|M₀| (the paper's 0.4), or,
+    when ``threshold`` is given, the same absolute τ for every layer (the reference
+    code's constructor default of 0.01, which its FCN runs may have used: see README).
 
     Raises:
-        ValueError: ``threshold_factor`` not in the open interval (0, 1).
+        ValueError: ``threshold_factor`` not in the open interval (0, 1), or a
+            ``threshold`` that is not positive.
     """
 
     name = "signed_supermask"
 
-    def __init__(self, threshold_factor: float = 0.4) -> None:
+    def __init__(self, threshold_factor: float = 0.4, threshold: float | None = None) -> None:
         if not 0.0 < float(threshold_factor) < 1.0:
             raise ValueError(
                 f"threshold_factor must lie in (0, 1), got {threshold_factor!r} "
                 "(Koster et al. use 0.4: τ = 0.4·max|M₀|)."
             )
+        if threshold is not None and not float(threshold) > 0.0:
+            raise ValueError(f"threshold must be positive (or null for threshold_factor·max|M₀|), got {threshold!r}.")
         self.threshold_factor = float(threshold_factor)
+        self.threshold = None if threshold is None else float(threshold)
 
     def setup(self, initial_scores: torch.Tensor) -> torch.Tensor:
-        """τ = threshold_factor · max|M₀| (0-d tensor, same dtype as the scores)."""
+        """τ = threshold_factor · max|M₀|, or the absolute ``threshold`` (0-d tensor, dtype of the scores)."""
+        if self.threshold is not None:
+            return torch.tensor(self.threshold, dtype=initial_scores.dtype)
         return self.threshold_factor * initial_scores.detach().abs().max()
 
     def mask(self, scores: torch.Tensor, state: torch.Tensor) -> torch.Tensor:  # noqa: D102

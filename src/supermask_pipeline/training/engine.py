@@ -9,6 +9,7 @@ slice of a seeded permutation, so no DataLoader or per-sample Python runs.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,8 +135,92 @@ def train(
     device = train_data.labels.device
     n = len(train_data)
     steps_per_epoch = -(-n // config.batch_size)
-    decoupled = config.weight_decay_mode == "decoupled"
-    coupled_wd = 0.0 if decoupled else config.weight_decay
+    optimizer, scheduler = _optimizer_and_schedule(params, config, steps_per_epoch)
+    generator = torch.Generator().manual_seed(config.seed)
+    previous_determinism = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    try:
+        rows: list[dict[str, float]] = []
+        model.train()
+        epochs = tqdm(range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=not config.show_progress)
+        for epoch in epochs:
+            start_time = time.perf_counter()
+            order = torch.randperm(n, generator=generator).to(device)
+            train_loss, train_accuracy = _train_epoch(model, train_data, order, config, optimizer, scheduler, epoch)
+            if not math.isfinite(train_loss):
+                raise TrainingDivergedError(
+                    f"Training loss became {train_loss} in epoch {epoch}; lower training.learning_rate."
+                )
+            lr_now = scheduler.get_last_lr()[0]
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_accuracy": train_accuracy,
+                "val_loss": float("nan"),
+                "val_accuracy": float("nan"),
+                "remaining_weights": _remaining_fraction(model),
+                "learning_rate": lr_now,
+                "weight_decay": config.weight_decay * lr_now / config.learning_rate,
+            }
+            if val_data is not None:
+                metrics = evaluate(model, val_data, config.eval_batch_size)
+                row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
+            row["epoch_time_s"] = time.perf_counter() - start_time
+            rows.append(row)
+            epochs.set_postfix(
+                loss=f"{row['train_loss']:.4f}",
+                val_acc=f"{row['val_accuracy']:.4f}",
+                remaining=f"{row['remaining_weights']:.4f}",
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+        return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    finally:
+        torch.use_deterministic_algorithms(previous_determinism)
+
+
+def _train_epoch(
+    model: nn.Module,
+    data: TensorDataset,
+    order: torch.Tensor,
+    config: TrainingConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    epoch: int,
+) -> tuple[float, float]:
+    """One pass over ``data`` in ``order``; returns (mean loss, accuracy). The running sums stay
+    on the device, so the host synchronises once per epoch, not once per step."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    decoupled = config.weight_decay_mode == "decoupled" and config.weight_decay > 0
+    loss_sum = torch.zeros((), device=order.device)
+    correct = torch.zeros((), device=order.device, dtype=torch.int64)
+    steps_per_epoch = -(-len(data) // config.batch_size)
+    for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", unit="step", leave=False, disable=not config.show_progress):
+        idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+        x, y = data.images[idx], data.labels[idx]
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if decoupled:
+            # SGDW: p ← p·(1 − wd_t) with wd_t following the learning-rate schedule, not scaled by lr.
+            factor = scheduler.get_last_lr()[0] / config.learning_rate
+            with torch.no_grad():
+                for p in params:
+                    p.mul_(1.0 - config.weight_decay * factor)
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            loss_sum += loss.detach() * y.shape[0]
+            correct += (logits.argmax(dim=1) == y).sum()
+    return float(loss_sum) / len(data), float(correct) / len(data)
+
+
+def _optimizer_and_schedule(
+    params: list[torch.Tensor], config: TrainingConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimizer over ``params`` and its per-step exponential schedule."""
+    coupled_wd = config.weight_decay if config.weight_decay_mode == "l2" else 0.0
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             params,
@@ -147,82 +232,6 @@ def train(
     else:
         optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=coupled_wd)
     decay_steps = config.lr_decay_epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: config.lr_decay_rate ** (step / decay_steps)
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    previous_determinism = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-    try:
-        return _run_epochs(model, train_data, val_data, config, on_epoch_end, params, optimizer, scheduler, generator)
-    finally:
-        torch.use_deterministic_algorithms(previous_determinism)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: config.lr_decay_rate ** (step / decay_steps))
+    return optimizer, scheduler
 
-
-def _run_epochs(model, train_data, val_data, config, on_epoch_end, params, optimizer, scheduler, generator):
-    device = train_data.labels.device
-    n = len(train_data)
-    steps_per_epoch = -(-n // config.batch_size)
-    decoupled = config.weight_decay_mode == "decoupled"
-    rows: list[dict[str, float]] = []
-    model.train()
-    epochs = tqdm(range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=not config.show_progress)
-    for epoch in epochs:
-        start_time = time.perf_counter()
-        order = torch.randperm(n, generator=generator).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        steps = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch}",
-            unit="step",
-            leave=False,
-            disable=not config.show_progress,
-        )
-        for step in steps:
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = train_data.images[idx]
-            y = train_data.labels[idx]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if decoupled and config.weight_decay > 0:
-                factor = scheduler.get_last_lr()[0] / config.learning_rate
-                with torch.no_grad():
-                    for p in params:
-                        p.mul_(1.0 - config.weight_decay * factor)
-            optimizer.step()
-            scheduler.step()
-            with torch.no_grad():
-                loss_sum += loss.detach() * y.shape[0]
-                correct += (logits.argmax(dim=1) == y).sum()
-        train_loss = float(loss_sum) / n
-        if not torch.isfinite(torch.tensor(train_loss)):
-            raise TrainingDivergedError(
-                f"Training loss became {train_loss} in epoch {epoch}; lower the learning rate."
-            )
-        lr_now = scheduler.get_last_lr()[0]
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "train_accuracy": float(correct) / n,
-            "val_loss": float("nan"),
-            "val_accuracy": float("nan"),
-            "remaining_weights": _remaining_fraction(model),
-            "learning_rate": lr_now,
-            "weight_decay": config.weight_decay * lr_now / config.learning_rate,
-        }
-        if val_data is not None:
-            metrics = evaluate(model, val_data, config.eval_batch_size)
-            row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
-        row["epoch_time_s"] = time.perf_counter() - start_time
-        rows.append(row)
-        epochs.set_postfix(
-            loss=f"{row['train_loss']:.4f}",
-            val_acc=f"{row['val_accuracy']:.4f}",
-            remaining=f"{row['remaining_weights']:.4f}",
-        )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
-    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)

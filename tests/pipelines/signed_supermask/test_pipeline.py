@@ -44,6 +44,8 @@ def test_signed_supermask_end_to_end_then_rerun_from_training(project, run_kedro
     summary = json.loads((project / "data" / "08_reporting" / "signed_supermask" / "evaluation_summary.json").read_text())
     kept = sum(int(m.count_nonzero()) for m in masks.values())
     assert summary["remaining_weight_count"] == kept
+    assert summary["positive_weight_count"] + summary["negative_weight_count"] == kept
+    assert summary["negative_weight_count"] == sum(int((m == -1).sum()) for m in masks.values())
     assert summary["remaining_weights"] == pytest.approx(kept / count_weights(get_architecture("fcn")))
     assert 0.0 <= summary["test_accuracy"] <= 1.0
     assert [row["layer"] for row in summary["per_layer"]] == ["fc1", "fc2", "fc3", "total"]

@@ -99,8 +99,9 @@ def evaluate_network(
 
     Returns:
         (test_metrics: for kedro-mlflow's MlflowMetricsHistoryDataset, ``{name: {value, step}}``
-        with ``test_accuracy``, ``test_loss``, ``remaining_weights`` (fractions) and
-        ``remaining_weight_count``; evaluation_summary: the same plus per-layer figures, for JSON;
+        with ``test_accuracy``, ``test_loss``, ``remaining_weights`` (fractions),
+        ``remaining_weight_count`` and its split into ``positive_weight_count`` (+1) and
+        ``negative_weight_count`` (−1); evaluation_summary: the same plus per-layer figures, for JSON;
         remaining_weights_per_layer: table of :func:`remaining_weights_table`).
     """
     spec = get_architecture(model["architecture"])
@@ -115,6 +116,8 @@ def evaluate_network(
         "test_loss": result["loss"],
         "remaining_weights": float(total["remaining_weights"]),
         "remaining_weight_count": float(total["remaining"]),
+        "positive_weight_count": float(total["positive"]),
+        "negative_weight_count": float(total["negative"]),
     }
     summary = {
         **values,
