@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 
 def plot_training_curves(history: pd.DataFrame) -> Figure:
@@ -38,6 +39,8 @@ def plot_training_curves(history: pd.DataFrame) -> Figure:
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     rem_ax.plot(epoch, 100 * history["remaining_weights"], color="tab:green")
     rem_ax.set(xlabel="epoch", ylabel="remaining weights (%)", title="Remaining weights", yscale="log")
+    rem_ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    rem_ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
     for ax in (loss_ax, acc_ax, rem_ax):
         ax.grid(alpha=0.3)
     loss_ax.legend()
