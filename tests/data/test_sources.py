@@ -166,7 +166,7 @@ def test_missing_folder_is_not_created_without_download(tiny_source, tmp_path):
 
 
 def test_unknown_source_lists_known_sources(tmp_path):
-    with pytest.raises(ValueError, match="known sources: .*mnist"):
+    with pytest.raises(ValueError, match="Known sources: .*mnist"):
         load_raw_images("svhn", tmp_path)
     with pytest.raises(ValueError, match="mnist"):
         missing_raw_files("svhn", tmp_path)

@@ -85,7 +85,7 @@ def test_checksum_error_keeps_message(tiny_root):
 
 
 def test_unknown_source(tmp_path):
-    with pytest.raises(DatasetError, match="known sources: .*mnist"):
+    with pytest.raises(DatasetError, match="Known sources: .*mnist"):
         RawImageDataset(root=str(tmp_path), source="imagenet").load()
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from supermask_pipeline.registry import lookup
+
 __all__ = [
     "RAW_SOURCES",
     "RawDataChecksumError",
@@ -325,12 +327,7 @@ RAW_SOURCES: dict[str, RawSourceSpec] = {MNIST.name: MNIST}
 
 
 def _get_spec(source: str) -> RawSourceSpec:
-    try:
-        return RAW_SOURCES[source]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"Unknown raw image source {source!r}; known sources: {', '.join(sorted(RAW_SOURCES))}."
-        ) from None
+    return lookup(RAW_SOURCES, source, "source")
 
 
 def _find(root: Path, file: RawFileSpec) -> Path | None:

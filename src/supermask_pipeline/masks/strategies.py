@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from supermask_pipeline.registry import lookup
+
 
 class SignedThresholdMask(torch.autograd.Function):
     """S = sign(M) · 1[|M| > τ], with the straight-through (identity) gradient.
@@ -126,11 +128,7 @@ def get_mask_strategy(name: str, **options) -> MaskStrategy:
         ValueError: unknown name (the message lists the known strategies), or an
             option the strategy does not take.
     """
-    try:
-        cls = MASK_STRATEGIES[name]
-    except KeyError:
-        known = ", ".join(sorted(MASK_STRATEGIES))
-        raise ValueError(f"Unknown method {name!r}. Known methods: {known}.") from None
+    cls = lookup(MASK_STRATEGIES, name, "method")
     try:
         return cls(**options)
     except TypeError as err:

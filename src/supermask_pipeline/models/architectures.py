@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from supermask_pipeline.registry import lookup
+
 POOL = "pool"
 
 
@@ -99,14 +101,7 @@ def get_architecture(name: str) -> ArchitectureSpec:
     Raises:
         ValueError: unknown name; the message lists the known architectures.
     """
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise ValueError(
-            f"Unknown architecture {name!r}. Known architectures: {known}. "
-            "Set it with e.g. --params=model.architecture=fcn."
-        ) from None
+    return lookup(ARCHITECTURES, name, "architecture", "Set it with e.g. --params=model.architecture=fcn.")
 
 
 def layer_specs(spec: ArchitectureSpec) -> list[LayerSpec]:

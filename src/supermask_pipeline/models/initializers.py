@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from supermask_pipeline.registry import lookup
 from supermask_pipeline.models.architectures import ArchitectureSpec, LayerSpec, layer_specs
 
 Initializer = Callable[[LayerSpec, torch.Generator, float | None], torch.Tensor]
@@ -69,11 +70,7 @@ def get_initializer(name: str) -> Initializer:
     Raises:
         ValueError: unknown name; the message lists the known initialisers.
     """
-    try:
-        return INITIALIZERS[name]
-    except KeyError:
-        known = ", ".join(sorted(INITIALIZERS))
-        raise ValueError(f"Unknown initialiser {name!r}. Known initialisers: {known}.") from None
+    return lookup(INITIALIZERS, name, "initialiser")
 
 
 def initialise_tensors(

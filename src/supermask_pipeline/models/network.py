@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from supermask_pipeline.masks.strategies import MaskStrategy
+from supermask_pipeline.registry import lookup
 from supermask_pipeline.models.architectures import POOL, ArchitectureSpec, LayerSpec, layer_specs
 
 ACTIVATIONS = {"elu": F.elu, "relu": F.relu}
@@ -26,12 +27,7 @@ def get_activation(name: str):
     Raises:
         ValueError: unknown name; the message lists the choices.
     """
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown activation {name!r}. Known activations: {', '.join(sorted(ACTIVATIONS))}."
-        ) from None
+    return lookup(ACTIVATIONS, name, "activation")
 
 
 class MaskedLayer(nn.Module):
