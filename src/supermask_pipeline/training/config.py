@@ -87,10 +87,6 @@ class TrainingConfig:
                 values[name] = float(values[name])
         return cls(**values)
 
-    def describe(self) -> dict[str, str]:
-        """Field name → help text."""
-        return {f.name: f.metadata["help"] for f in dataclasses.fields(self)}
-
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU; otherwise the named device.

@@ -67,7 +67,14 @@ class TensorDataset:
 def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 2000) -> dict[str, float]:
     """Mean cross-entropy loss (nats) and accuracy (fraction in [0, 1]) of ``model`` on ``data``.
 
-    The model is put in eval mode for the pass and restored afterwards.
+    Args:
+        model: maps float32 images (B, C, H, W) to logits (B, classes), on the data's device.
+        data: images and int64 labels (N,) on one device.
+        batch_size: images per forward pass (memory bound only; the result does not depend on it).
+
+    Returns:
+        ``{"loss": float, "accuracy": float}``. The model is put in eval mode for the pass and
+        restored afterwards; no gradient is recorded.
     """
     was_training = model.training
     model.eval()

@@ -39,7 +39,11 @@ def initialise_network(model: dict[str, Any], init: dict[str, Any], seed: int) -
         seed: run seed; weights and scores use independent child seeds of it.
 
     Returns:
-        (initial_weights, initial_mask_scores): layer name → float32 tensor.
+        (initial_weights, initial_mask_scores): layer name (``fc1`` …, ``conv1`` …) → float32
+        CPU tensor of the layer's weight shape ((out, in) or (out, in, 3, 3)).
+
+    Raises:
+        ValueError: unknown architecture or initialiser (the message lists the choices).
     """
     spec = get_architecture(model["architecture"])
     weight_seed, score_seed = _seeds(seed, 2)
@@ -60,6 +64,12 @@ def train_network(
     seed: int,
 ) -> tuple[Tensors, Tensors, Tensors, pd.DataFrame]:
     """Train with the method's strategy; log live metrics to the active MLflow run.
+
+    Tensors are dicts layer name → CPU tensor of the layer's weight shape.
+
+    Raises:
+        ValueError: unknown method or bad training parameter (named in the message).
+        TrainingDivergedError: the training loss became NaN or infinite.
 
     Returns:
         (trained_weights: the pruned network W ⊙ mask, float32;
