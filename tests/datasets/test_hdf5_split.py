@@ -201,9 +201,12 @@ _NO_NUM_CLASSES = {k: v for k, v in _ATTRS.items() if k != "num_classes"}
 def test_load_validation(tmp_path, kwargs, expected):
     path = tmp_path / "bad.h5"
     _write_raw(path, **kwargs)
+    before = _digest(path)
     with pytest.raises(DatasetError, match=expected) as info:
         HDF5SplitDataset(str(path)).load()
     assert str(path) in str(info.value)
+    assert _digest(path) == before  # a failed load leaves the file as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]
 
 
 def test_not_an_hdf5_file(tmp_path):
@@ -212,3 +215,27 @@ def test_not_an_hdf5_file(tmp_path):
     with pytest.raises(DatasetError, match="could not be read") as info:
         HDF5SplitDataset(str(path)).load()
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize(
+    "keep, expected",
+    [
+        (lambda n: n // 2, "truncated file"),
+        (lambda n: n - 1, "truncated file"),
+        (lambda n: 8, "could not be read"),
+        (lambda n: 0, "file signature not found"),
+    ],
+    ids=["half", "last-byte", "header", "empty"],
+)
+def test_truncated_file(tmp_path, compression, keep, expected):
+    """A file cut short (a copy or a download interrupted) is refused, naming the file."""
+    path = tmp_path / "train.h5"
+    HDF5SplitDataset(str(path), compression=compression).save(_split(num=50))
+    content = path.read_bytes()
+    path.write_bytes(content[: keep(len(content))])
+    before = _digest(path)
+    with pytest.raises(DatasetError, match=expected) as info:
+        HDF5SplitDataset(str(path)).load()
+    assert f"HDF5 split file {path} could not be read (truncated or corrupt?)" in str(info.value)
+    assert _digest(path) == before

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -11,6 +10,7 @@ import h5py
 import numpy as np
 from kedro.io.core import AbstractDataset, DatasetError
 
+from supermask_pipeline.atomic import atomic_path
 from supermask_pipeline.data.splitting import ImageSplit
 
 __all__ = ["HDF5SplitDataset"]
@@ -26,14 +26,17 @@ class HDF5SplitDataset(AbstractDataset[ImageSplit, ImageSplit]):
     ``split_seed``, ``num_images``, ``num_classes``, ``sha256:<raw file>``).
 
     Saving writes a temporary file in the target's folder, flushes and fsyncs it and
-    renames it onto the target with ``os.replace``, so readers see the old file or the
+    renames it onto the target with ``os.replace``
+    (:func:`supermask_pipeline.atomic.atomic_path`), so readers see the old file or the
     new one, never half of one; on failure the temporary file is removed and any
     previous file is left as it was.
 
-    Loading checks that the file exists, that both datasets are present with the dtypes
-    and shapes above, that attribute ``num_images`` equals N, and that labels lie in
-    [0, ``num_classes``). Each failure raises :class:`kedro.io.core.DatasetError`
-    naming the file, what was expected and what was found.
+    Loading checks that the file exists and opens as HDF5 (a truncated or corrupt file is
+    refused), that both datasets are present with the dtypes and shapes above, that
+    attribute ``num_images`` equals N, and that labels lie in [0, ``num_classes``). (Both
+    datasets are integers, so there is no NaN to look for.) Each failure raises
+    :class:`kedro.io.core.DatasetError` naming the file, what was expected and what was
+    found; loading never modifies the file.
 
     Example catalog entry::
 
@@ -44,7 +47,7 @@ class HDF5SplitDataset(AbstractDataset[ImageSplit, ImageSplit]):
 
     def __init__(
         self,
-        filepath: str,
+        filepath: str | os.PathLike[str],
         metadata: dict[str, Any] | None = None,
         compression: str | None = None,
     ) -> None:
@@ -80,8 +83,9 @@ class HDF5SplitDataset(AbstractDataset[ImageSplit, ImageSplit]):
             file's attributes (str, int or float values).
 
         Raises:
-            DatasetError: file missing (run the data_processing pipeline), a dataset
-                missing, wrong dtype or shape, ``num_images`` not N, or labels out of range.
+            DatasetError: file missing (run the data_processing pipeline), unreadable
+                (truncated or corrupt), a dataset missing, wrong dtype or shape,
+                ``num_images`` not N, or labels out of range.
         """
         path = self._filepath
         if not path.is_file():
@@ -108,8 +112,8 @@ class HDF5SplitDataset(AbstractDataset[ImageSplit, ImageSplit]):
                 attrs = {key: _from_hdf5(value) for key, value in h5.attrs.items()}
                 images = images_ds[()]
                 labels = labels_ds[()]
-        except (OSError, KeyError) as exc:
-            raise DatasetError(f"HDF5 split file {path} could not be read: {exc}") from exc
+        except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py's errors for a damaged file
+            raise DatasetError(f"HDF5 split file {path} could not be read (truncated or corrupt?): {exc}") from exc
 
         _check(path, "attribute num_images", attrs.get("num_images") == num_images,
                f"{num_images} (the number of images)", repr(attrs.get("num_images", "missing")))
@@ -139,21 +143,12 @@ class HDF5SplitDataset(AbstractDataset[ImageSplit, ImageSplit]):
             raise DatasetError(
                 f"HDF5SplitDataset({self._filepath}) saves an ImageSplit, got {type(data).__name__}."
             )
-        target = self._filepath
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A unique name beside the target (same file system, so os.replace is atomic);
-        # created by h5py itself so that it gets the usual permissions (umask), not 0600.
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        try:
+        # atomic_path yields a fresh name beside the target (same file system, so the
+        # rename is atomic); h5py creates it itself, so it gets the usual permissions (umask).
+        with atomic_path(self._filepath) as tmp:
             with h5py.File(tmp, "x") as h5:
                 _write_split(h5, data, self._compression)
                 h5.flush()
-            _fsync_path(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_directory(target.parent)
 
 
 def _check(path: Path, what: str, ok: bool, expected: str, found: str) -> None:
@@ -179,25 +174,3 @@ def _write_split(h5: h5py.File, split: ImageSplit, compression: str | None) -> N
 def _write_attrs(h5: h5py.File, attrs: dict[str, str | int | float]) -> None:
     for key, value in attrs.items():
         h5.attrs[key] = value
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Persist the rename; not possible on every platform (e.g. Windows), hence best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -101,7 +101,8 @@ class MaskedNetwork(nn.Module):
 
     Raises:
         ValueError: a layer missing from ``weights``/``mask_scores`` or a shape mismatch
-            (the message names the layer, expected and found shapes), or an unknown activation.
+            (the message names the file when known, the layer, expected and found shapes),
+            a non-floating dtype or NaN/infinite values, or an unknown activation.
     """
 
     def __init__(
@@ -119,8 +120,8 @@ class MaskedNetwork(nn.Module):
         self._activation = get_activation(activation)
         self.layer_names: list[str] = []
         for layer in layer_specs(spec):
-            weight = _checked(weights, layer, "weights")
-            scores = _checked(mask_scores, layer, "mask scores") if strategy.uses_scores else None
+            weight = _checked(weights, layer, "weights", _where(weights))
+            scores = _checked(mask_scores, layer, "mask scores", _where(mask_scores)) if strategy.uses_scores else None
             self.add_module(layer.name, MaskedLayer(layer, strategy, weight, scores))
             self.layer_names.append(layer.name)
 
@@ -165,14 +166,82 @@ class MaskedNetwork(nn.Module):
         }
 
 
-def _checked(tensors: Mapping[str, torch.Tensor] | None, layer: LayerSpec, what: str) -> torch.Tensor:
+def _where(tensors: object) -> str:
+    source = getattr(tensors, "source", None)
+    return f" ({source})" if source else ""
+
+
+class LayerTensors(dict):
+    """Layer name → tensor, remembering the file it was read from (``source``), for error messages.
+
+    A plain ``dict`` in every other respect; datasets that read weights, scores or masks
+    return one so that :func:`check_layer_tensors` can name the file at fault.
+    """
+
+    source: str | None = None
+
+    def __init__(self, *args, source: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.source = source
+
+
+def check_layer_tensors(
+    spec: ArchitectureSpec, tensors: Mapping[str, torch.Tensor], what: str, *, floating: bool = True
+) -> None:
+    """Check that ``tensors`` fit ``spec``: one tensor per masked layer, of its weight shape.
+
+    Args:
+        spec: the architecture.
+        tensors: layer name → tensor; a :class:`LayerTensors` names its file in the errors.
+        what: what the tensors are, for messages (``"initial weights"``).
+        floating: require a floating dtype and finite values (weights, scores); False
+            requires int8 (masks).
+
+    Raises:
+        ValueError: a layer missing, an extra key, a wrong shape, a non-floating dtype,
+            or NaN/infinite values; the message names the file (when known), the layer,
+            what was expected and what was found.
+    """
+    where = f" ({tensors.source})" if getattr(tensors, "source", None) else ""
+    expected = [layer.name for layer in layer_specs(spec)]
+    missing = [name for name in expected if name not in tensors]
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"The {what}{where} do not fit architecture {spec.name!r}: expected tensors {expected}, "
+            f"found {sorted(tensors)} (missing {missing}, unexpected {extra}). "
+            "Were they made for another architecture?"
+        )
+    for layer in layer_specs(spec):
+        _checked(tensors, layer, what, where, floating)
+
+
+def _checked(
+    tensors: Mapping[str, torch.Tensor] | None, layer: LayerSpec, what: str, where: str = "", floating: bool = True
+) -> torch.Tensor:
     if tensors is None or layer.name not in tensors:
         found = sorted(tensors) if tensors else []
-        raise ValueError(f"The {what} have no tensor for layer {layer.name!r} (found keys: {found}).")
+        raise ValueError(f"The {what}{where} have no tensor for layer {layer.name!r} (found keys: {found}).")
     tensor = tensors[layer.name]
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"The {what}{where} for layer {layer.name!r} are a {type(tensor).__name__}, expected a tensor.")
     if tuple(tensor.shape) != layer.weight_shape:
         raise ValueError(
-            f"The {what} for layer {layer.name!r} have shape {tuple(tensor.shape)}, "
+            f"The {what}{where} for layer {layer.name!r} have shape {tuple(tensor.shape)}, "
             f"expected {layer.weight_shape}. Were they made for another architecture?"
         )
+    if floating:
+        if not tensor.is_floating_point():
+            raise ValueError(
+                f"The {what}{where} for layer {layer.name!r} have dtype {tensor.dtype}, expected a floating dtype (float32)."
+            )
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            nan = int(torch.isnan(tensor).sum())
+            raise ValueError(
+                f"The {what}{where} for layer {layer.name!r} contain {nan} NaN and {bad - nan} infinite "
+                f"value(s); expected finite values. Regenerate them (kedro run --pipeline=init_weights)."
+            )
+    elif tensor.dtype != torch.int8:
+        raise ValueError(f"The {what}{where} for layer {layer.name!r} have dtype {tensor.dtype}, expected torch.int8.")
     return tensor

@@ -22,16 +22,34 @@ def set_run_tags(tags: dict[str, object]) -> None:
 
 
 def live_metric_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:
-    """An ``on_epoch_end`` callback that logs ``<prefix>.<metric>`` at ``step=epoch``."""
+    """An ``on_epoch_end`` callback that logs ``<prefix>.<metric>`` at ``step=epoch``.
+
+    Each (metric, step) is logged at most once per run: steps the active run already holds
+    (a resumed run re-reports its restored epochs; a user may also continue one MLflow run
+    with ``mlflow_run_id``) are skipped, so resumed curves continue without duplicates.
+    """
+    logged: dict[str, set[int]] = {}
+    seen_run: list[str] = []
 
     def log(epoch: int, row: dict[str, float]) -> None:
-        if mlflow.active_run() is None:
+        run = mlflow.active_run()
+        if run is None:
             return
+        if seen_run != [run.info.run_id]:  # first call in this run: read the steps it already has
+            seen_run[:] = [run.info.run_id]
+            client = mlflow.MlflowClient()
+            logged.clear()
+            for name in LIVE_METRICS:
+                key = f"{prefix}.{name}"
+                logged[key] = {m.step for m in client.get_metric_history(run.info.run_id, key)}
         metrics = {
             f"{prefix}.{name}": float(row[name])
             for name in LIVE_METRICS
-            if name in row and not math.isnan(float(row[name]))
+            if name in row and not math.isnan(float(row[name])) and int(epoch) not in logged[f"{prefix}.{name}"]
         }
-        mlflow.log_metrics(metrics, step=int(epoch))
+        if metrics:
+            mlflow.log_metrics(metrics, step=int(epoch))
+            for key in metrics:
+                logged[key].add(int(epoch))
 
     return log

@@ -1,8 +1,10 @@
-"""The training engine shared by every method (no Kedro)."""
+"""The training engine shared by every method, and its checkpoints (no Kedro)."""
 
+from supermask_pipeline.training.checkpoint import CheckpointError, CheckpointStore, TrainingState
 from supermask_pipeline.training.config import TrainingConfig, resolve_device
 from supermask_pipeline.training.engine import (
     HISTORY_COLUMNS,
+    Checkpointing,
     TensorDataset,
     TrainingDivergedError,
     evaluate,
@@ -11,9 +13,13 @@ from supermask_pipeline.training.engine import (
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "CheckpointError",
+    "CheckpointStore",
+    "Checkpointing",
     "TensorDataset",
     "TrainingConfig",
     "TrainingDivergedError",
+    "TrainingState",
     "evaluate",
     "resolve_device",
     "train",

@@ -9,6 +9,9 @@ from typing import Any
 import torch
 
 OPTIMIZERS = ("sgd", "adam")
+#: Fields that do not change what training computes: they are left out of a run's fingerprint,
+#: so changing them never forces a checkpointed run to start over.
+OPERATIONAL_FIELDS = ("eval_batch_size", "device", "show_progress", "checkpoint_every", "resume")
 WEIGHT_DECAY_MODES = ("decoupled", "l2")
 
 
@@ -49,6 +52,8 @@ class TrainingConfig:
     seed: int = _f(0, "seed of batch order and any sampling during training")
     deterministic: bool = _f(True, "torch.use_deterministic_algorithms (bit-identical reruns on the same machine)")
     show_progress: bool = _f(True, "progress bars on the terminal")
+    checkpoint_every: int = _f(1, "epochs between checkpoints (the last epoch is always checkpointed); 0: never")
+    resume: bool = _f(True, "continue from the newest checkpoint of the same run (same inputs); false: start over")
 
     def __post_init__(self) -> None:
         def positive(name: str, kind: tuple[type, ...], what: str) -> None:
@@ -60,6 +65,13 @@ class TrainingConfig:
             positive(name, (int,), "integer")
         for name in ("learning_rate", "lr_decay_epochs"):
             positive(name, (int, float), "number")
+        for name in ("deterministic", "show_progress", "nesterov", "resume"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"training.{name} must be true or false, got {getattr(self, name)!r}.")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise ValueError(f"training.checkpoint_every must be an integer ≥ 0 (0: no checkpoints), got {self.checkpoint_every!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer ≥ 0, got {self.seed!r}.")
         for name in ("momentum", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -73,6 +85,10 @@ class TrainingConfig:
                 f"training.weight_decay_mode must be one of {WEIGHT_DECAY_MODES}, got {self.weight_decay_mode!r}."
             )
         resolve_device(self.device)
+
+    def result_parameters(self) -> dict[str, Any]:
+        """The fields that change what training computes (all but :data:`OPERATIONAL_FIELDS`), for fingerprints."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in OPERATIONAL_FIELDS}
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainingConfig:

@@ -9,10 +9,13 @@ slice of a seeded permutation, so no DataLoader or per-sample Python runs.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -20,7 +23,23 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from supermask_pipeline.training.checkpoint import (
+    CheckpointStore,
+    TrainingState,
+    capture_rng,
+    code_sha256,
+    fingerprint,
+    identity_changes,
+    json_float,
+    restore_rng,
+    tensors_sha256,
+)
 from supermask_pipeline.training.config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+#: Packages whose code decides what training computes; a change in them starts runs over.
+TRAINING_CODE = ("supermask_pipeline.models", "supermask_pipeline.masks", "supermask_pipeline.training")
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -38,7 +57,34 @@ HISTORY_COLUMNS = [
 
 
 class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite.
+
+    Attributes:
+        epoch: the epoch (1-based) in which it happened.
+        step: the first optimizer step of that epoch (1-based) with a non-finite loss.
+        checkpoint: JSON record of the checkpoint of the last finite state (end of the
+            previous epoch), or None when checkpointing is off.
+    """
+
+    def __init__(self, message: str, epoch: int, step: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and under which identity a run checkpoints (see :mod:`supermask_pipeline.training.checkpoint`).
+
+    Attributes:
+        store: the checkpoint folder.
+        identity: JSON-serialisable description of the run's inputs that the engine cannot
+            see itself: the method and its options, the data (e.g. split checksums), the
+            architecture. The engine adds the result-relevant training hyperparameters,
+            a checksum of the model's initial state and of the training code.
+    """
+
+    store: CheckpointStore
+    identity: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,6 +154,7 @@ def train(
     val_data: TensorDataset | None,
     config: TrainingConfig,
     on_epoch_end: EpochCallback | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` in place and return its per-epoch history.
 
@@ -118,6 +165,14 @@ def train(
     each step, not scaled by the learning rate (TensorFlow Addons' SGDW, Loshchilov &
     Hutter 2019); ``l2`` mode adds ``wd·p`` to the gradient instead.
 
+    Checkpoints (with ``checkpointing``): after every ``config.checkpoint_every`` epochs
+    and after the last, the full state (model, optimizer, scheduler, generators, history)
+    is written atomically. With ``config.resume`` a call whose fingerprint (identity,
+    result-relevant hyperparameters, initial model state, training code) matches a stored
+    checkpoint continues after its epoch and ends bit-identical to an uninterrupted run on
+    the same machine; a call whose fingerprint differs starts over and logs which inputs
+    changed.
+
     Args:
         model: a module on the same device as the data; a network with ``masks()``
             gets its remaining-weight fraction recorded every epoch.
@@ -125,20 +180,25 @@ def train(
             ``config.seed`` (the last, partial batch is used).
         val_data: evaluated after every epoch, or None.
         config: hyperparameters.
-        on_epoch_end: called after every epoch with (epoch, the history row), e.g. to
-            log live metrics to MLflow.
+        on_epoch_end: called with (epoch, the history row) once per epoch in order, e.g.
+            to log live metrics; after a resume first for every restored epoch.
+        checkpointing: where to checkpoint, or None for no checkpoints.
 
     Returns:
         DataFrame with one row per epoch and :data:`HISTORY_COLUMNS` (losses in nats,
         accuracies and remaining weights as fractions, times in seconds).
 
     Raises:
-        TrainingDivergedError: the training loss of an epoch is NaN or infinite.
+        TrainingDivergedError: a training loss became NaN or infinite; the message gives the
+            epoch and step and the checkpoint of the last finite state (end of the previous epoch).
+        CheckpointError: a checkpoint could not be written.
         ValueError: the model has no trainable tensor.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable tensor: nothing to train.")
+    if config.checkpoint_every == 0:
+        checkpointing = None
     device = train_data.labels.device
     n = len(train_data)
     steps_per_epoch = -(-n // config.batch_size)
@@ -148,15 +208,58 @@ def train(
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
         rows: list[dict[str, float]] = []
+        run_fingerprint = ""
+        last_state: TrainingState | None = None
+        saved: tuple[int, Path] | None = None  # (epoch, JSON record) of the newest checkpoint on disk
+        if checkpointing is not None:
+            identity = {
+                **{str(k): v for k, v in checkpointing.identity.items()},
+                "training": config.result_parameters(),
+                "initial_state": tensors_sha256(model.state_dict()),
+                "code": code_sha256(*TRAINING_CODE),
+            }
+            run_fingerprint = fingerprint(identity)
+            resumed = checkpointing.store.latest(run_fingerprint) if config.resume else None
+            if resumed is not None:
+                rows = _restore(resumed, model, optimizer, scheduler, generator)
+                last_state = resumed
+                saved = (resumed.epoch, checkpointing.store.folder(run_fingerprint) / f"epoch_{resumed.epoch:04d}.json")
+                logger.info(
+                    "Resuming from the checkpoint of epoch %d of %d in %s.",
+                    resumed.epoch, config.epochs, checkpointing.store.folder(run_fingerprint),
+                )
+            else:
+                _explain_fresh_start(checkpointing.store, run_fingerprint, identity, config.resume)
+                last_state = _capture(0, rows, identity, model, optimizer, scheduler, generator)
+        if on_epoch_end is not None:
+            for row in rows:  # restored epochs: live metrics continue in the same steps
+                on_epoch_end(int(row["epoch"]), row)
         model.train()
-        epochs = tqdm(range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=not config.show_progress)
+        epochs = tqdm(
+            range(len(rows) + 1, config.epochs + 1),
+            desc="epochs", unit="epoch", disable=not config.show_progress,
+            initial=len(rows), total=config.epochs,
+        )
         for epoch in epochs:
             start_time = time.perf_counter()
             order = torch.randperm(n, generator=generator).to(device)
-            train_loss, train_accuracy = _train_epoch(model, train_data, order, config, optimizer, scheduler, epoch)
-            if not math.isfinite(train_loss):
+            train_loss, train_accuracy, bad_step = _train_epoch(
+                model, train_data, order, config, optimizer, scheduler, epoch
+            )
+            if bad_step or not math.isfinite(train_loss):
+                record = None
+                if checkpointing is not None and last_state is not None:
+                    if saved is None or saved[0] != last_state.epoch:
+                        saved = (last_state.epoch, checkpointing.store.save(run_fingerprint, last_state))
+                    record = saved[1]
+                where = (
+                    f"The last finite state (end of epoch {epoch - 1}) is checkpointed at {record}."
+                    if record else "Checkpointing is off, so no state was saved."
+                )
                 raise TrainingDivergedError(
-                    f"Training loss became {train_loss} in epoch {epoch}; lower training.learning_rate."
+                    f"Training loss became non-finite (NaN or inf) in epoch {epoch}, step {bad_step} of "
+                    f"{steps_per_epoch}. {where} Lower training.learning_rate or check the inputs.",
+                    epoch, bad_step, record,
                 )
             lr_now = scheduler.get_last_lr()[0]
             row = {
@@ -174,6 +277,10 @@ def train(
                 row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
             row["epoch_time_s"] = time.perf_counter() - start_time
             rows.append(row)
+            if checkpointing is not None:
+                last_state = _capture(epoch, rows, identity, model, optimizer, scheduler, generator)
+                if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+                    saved = (epoch, checkpointing.store.save(run_fingerprint, last_state))
             epochs.set_postfix(
                 loss=f"{row['train_loss']:.4f}",
                 val_acc=f"{row['val_accuracy']:.4f}",
@@ -186,6 +293,77 @@ def train(
         torch.use_deterministic_algorithms(previous_determinism)
 
 
+def _capture(
+    epoch: int,
+    rows: list[dict[str, float]],
+    identity: Mapping[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+) -> TrainingState:
+    """The complete training state after ``epoch`` (tensors cloned, so later steps do not change it)."""
+    tensors = {f"model.{name}": value.detach().clone() for name, value in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
+    other_state: dict[str, dict[str, Any]] = {}
+    for index, entries in optimizer_state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().clone()
+            else:
+                other_state.setdefault(str(index), {})[key] = value
+    tensors["rng.batch_order"] = generator.get_state()
+    rng_tensors, rng_meta = capture_rng()
+    tensors.update(rng_tensors)
+    meta = {
+        "identity": dict(identity),
+        "history": [dict(row) for row in rows],
+        "optimizer": {"param_groups": optimizer_state["param_groups"], "other_state": other_state},
+        "scheduler": scheduler.state_dict(),
+        **rng_meta,
+    }
+    return TrainingState(epoch=epoch, tensors=tensors, meta=meta)
+
+
+def _restore(
+    state: TrainingState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+) -> list[dict[str, float]]:
+    """Load ``state`` into the live objects; returns the restored history rows."""
+    tensors, meta = state.tensors, state.meta
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    optimizer_state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            optimizer_state.setdefault(int(index), {})[name] = value
+    for index, entries in meta["optimizer"]["other_state"].items():
+        optimizer_state.setdefault(int(index), {}).update(entries)
+    optimizer.load_state_dict({"state": optimizer_state, "param_groups": meta["optimizer"]["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    generator.set_state(tensors["rng.batch_order"])
+    restore_rng(tensors, meta)
+    return [{k: json_float(v) for k, v in row.items()} for row in meta["history"]]
+
+
+def _explain_fresh_start(store: CheckpointStore, run_fingerprint: str, identity: Mapping[str, Any], resume: bool) -> None:
+    if not resume:
+        logger.info("training.resume is false: starting over; checkpoints go to %s.", store.folder(run_fingerprint))
+        return
+    others = store.other_runs(run_fingerprint)
+    if not others:
+        logger.info("No checkpoint of this run yet; checkpoints go to %s.", store.folder(run_fingerprint))
+        return
+    changes = identity_changes(others[0].get("identity", {}), identity)
+    logger.warning(
+        "Inputs changed since the newest checkpoint %s (%s): starting over; checkpoints go to %s.",
+        others[0]["_path"], "; ".join(changes) or "fingerprint differs", store.folder(run_fingerprint),
+    )
+
+
 def _train_epoch(
     model: nn.Module,
     data: TensorDataset,
@@ -194,13 +372,15 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     epoch: int,
-) -> tuple[float, float]:
-    """One pass over ``data`` in ``order``; returns (mean loss, accuracy). The running sums stay
-    on the device, so the host synchronises once per epoch, not once per step."""
+) -> tuple[float, float, int]:
+    """One pass over ``data`` in ``order``; returns (mean loss, accuracy, first step with a
+    non-finite loss or 0). The running sums and the divergence flag stay on the device, so
+    the host synchronises once per epoch, not once per step."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     decoupled = config.weight_decay_mode == "decoupled" and config.weight_decay > 0
     loss_sum = torch.zeros((), device=order.device)
     correct = torch.zeros((), device=order.device, dtype=torch.int64)
+    first_bad_step = torch.zeros((), device=order.device, dtype=torch.int64)
     steps_per_epoch = -(-len(data) // config.batch_size)
     for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", unit="step", leave=False, disable=not config.show_progress):
         idx = order[step * config.batch_size : (step + 1) * config.batch_size]
@@ -220,7 +400,9 @@ def _train_epoch(
         with torch.no_grad():
             loss_sum += loss.detach() * y.shape[0]
             correct += (logits.argmax(dim=1) == y).sum()
-    return float(loss_sum) / len(data), float(correct) / len(data)
+            bad = (first_bad_step == 0) & ~torch.isfinite(loss.detach())
+            first_bad_step = torch.where(bad, step + 1, first_bad_step)
+    return float(loss_sum) / len(data), float(correct) / len(data), int(first_bad_step)
 
 
 def _optimizer_and_schedule(

@@ -11,16 +11,37 @@ from matplotlib.figure import Figure
 
 from supermask_pipeline.data import ImageSplit, split_to_tensors
 from supermask_pipeline.masks import DenseStrategy, get_mask_strategy, remaining_weights_table
-from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors, layer_specs
+from supermask_pipeline.models import (
+    MaskedNetwork,
+    check_layer_tensors,
+    get_architecture,
+    initialise_tensors,
+    layer_specs,
+)
 from supermask_pipeline.pipelines.tracking import live_metric_logger, set_run_tags
 from supermask_pipeline.reporting import plot_remaining_weights, plot_training_curves
-from supermask_pipeline.training import TensorDataset, TrainingConfig, evaluate, resolve_device, train
+from supermask_pipeline.training import (
+    CheckpointStore,
+    Checkpointing,
+    TensorDataset,
+    TrainingConfig,
+    evaluate,
+    resolve_device,
+    train,
+)
+from supermask_pipeline.training.checkpoint import array_sha256
 
 Tensors = dict[str, torch.Tensor]
 
 
 def _seeds(seed: int, count: int) -> list[int]:
-    """Independent child seeds of one run seed (numpy SeedSequence)."""
+    """Independent child seeds of one run seed (numpy SeedSequence).
+
+    Raises:
+        ValueError: ``seed`` is not an integer ≥ 0.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer ≥ 0, got {seed!r}.")
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(count)]
 
 
@@ -57,6 +78,7 @@ def train_network(
     initial_mask_scores: Tensors,
     train_split: ImageSplit,
     val_split: ImageSplit,
+    training_checkpoints: CheckpointStore,
     model: dict[str, Any],
     method: dict[str, Any],
     data: dict[str, Any],
@@ -65,11 +87,18 @@ def train_network(
 ) -> tuple[Tensors, Tensors, Tensors, pd.DataFrame]:
     """Train with the method's strategy; log live metrics to the active MLflow run.
 
-    Tensors are dicts layer name → CPU tensor of the layer's weight shape.
+    Tensors are dicts layer name → CPU tensor of the layer's weight shape. The engine
+    checkpoints into ``training_checkpoints`` every ``training.checkpoint_every`` epochs;
+    rerunning the node with the same inputs (parameters, initial tensors, splits, training
+    code) continues from the newest checkpoint, and the restored epochs' live metrics are
+    logged to the new MLflow run in their original steps.
 
     Raises:
-        ValueError: unknown method or bad training parameter (named in the message).
-        TrainingDivergedError: the training loss became NaN or infinite.
+        ValueError: unknown method, bad training parameter (named in the message), or
+            initial weights/scores that do not fit the architecture (the message names
+            the file, the layer, expected and found shapes), or contain NaN/inf.
+        TrainingDivergedError: the training loss became NaN or infinite (epoch and step
+            in the message; the last finite state is checkpointed).
 
     Returns:
         (trained_weights: the pruned network W ⊙ mask, float32;
@@ -80,19 +109,32 @@ def train_network(
     spec = get_architecture(model["architecture"])
     options = {k: v for k, v in method.items() if k != "name"}
     strategy = get_mask_strategy(method["name"], **options)
-    config = TrainingConfig.from_params({**training, "seed": int(seed)})
+    config = TrainingConfig.from_params({**training, "seed": seed})
     device = resolve_device(config.device)
-    network = MaskedNetwork(spec, strategy, initial_weights, initial_mask_scores, model.get("activation", "elu"))
+    check_layer_tensors(spec, initial_weights, "initial weights")
+    if strategy.uses_scores:
+        check_layer_tensors(spec, initial_mask_scores, "initial mask scores")
+    activation = model.get("activation", "elu")
+    network = MaskedNetwork(spec, strategy, initial_weights, initial_mask_scores, activation)
     network.to(device)
     set_run_tags(
         {"architecture": spec.name, "dataset": spec.dataset, "method": strategy.name, "seed": seed}
     )
+    identity = {
+        "architecture": spec.name,
+        "activation": activation,
+        "method": dict(method),
+        "data": dict(data),
+        "train_split": array_sha256(train_split.images, train_split.labels),
+        "val_split": array_sha256(val_split.images, val_split.labels),
+    }
     history = train(
         network,
         _tensors(train_split, data, device),
         _tensors(val_split, data, device),
         config,
         on_epoch_end=live_metric_logger(strategy.name),
+        checkpointing=Checkpointing(training_checkpoints, identity),
     )
     return network.effective_weights(), network.mask_scores(), network.masks(), history
 
@@ -117,6 +159,8 @@ def evaluate_network(
     spec = get_architecture(model["architecture"])
     config = TrainingConfig.from_params(training)
     device = resolve_device(config.device)
+    check_layer_tensors(spec, trained_weights, "trained weights")
+    check_layer_tensors(spec, masks, "masks", floating=False)
     network = MaskedNetwork(spec, DenseStrategy(), trained_weights, activation=model.get("activation", "elu")).to(device)
     result = evaluate(network, _tensors(test_split, data, device), config.eval_batch_size)
     table = remaining_weights_table({layer.name: masks[layer.name] for layer in layer_specs(spec)})

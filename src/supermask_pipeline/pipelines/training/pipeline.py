@@ -31,6 +31,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "initial_mask_scores",
                     "train_split",
                     "val_split",
+                    "training_checkpoints",
                     "params:model",
                     "params:method",
                     "params:data",
