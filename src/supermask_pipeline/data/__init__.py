@@ -7,6 +7,7 @@
 
 from supermask_pipeline.data.sources import (
     RAW_SOURCES,
+    RawArchiveSpec,
     RawDataChecksumError,
     RawDataCorruptError,
     RawDataError,
@@ -17,6 +18,7 @@ from supermask_pipeline.data.sources import (
     encode_idx,
     load_raw_images,
     missing_raw_files,
+    parse_cifar_batch,
     parse_idx,
 )
 from supermask_pipeline.data.splitting import SPLIT_NAMES, ImageSplit, split_dataset
@@ -31,6 +33,7 @@ __all__ = [
     "RAW_SOURCES",
     "SPLIT_NAMES",
     "ImageSplit",
+    "RawArchiveSpec",
     "RawDataChecksumError",
     "RawDataCorruptError",
     "RawDataError",
@@ -41,6 +44,7 @@ __all__ = [
     "encode_idx",
     "load_raw_images",
     "missing_raw_files",
+    "parse_cifar_batch",
     "parse_idx",
     "per_image_standardisation",
     "split_dataset",
