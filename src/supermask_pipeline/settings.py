@@ -4,7 +4,12 @@ kedro-mlflow registers its hooks through its entry point; tracking is configured
 ``conf/base/mlflow.yml`` (sqlite store: MLflow 3 refuses the ``./mlruns`` fallback).
 """
 
+from supermask_pipeline.models.architectures import resolve_dataset
+
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # ${dataset_for:<architecture>,<dataset>} in catalog.yml: the dataset follows the
+    # architecture (fcn → mnist, conv* → cifar10) unless `dataset` names one.
+    "custom_resolvers": {"dataset_for": resolve_dataset},
 }

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from supermask_pipeline.data.augmentation import random_crop_flip
 from supermask_pipeline.masks import DenseStrategy, SignedSupermaskStrategy
 from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors
 from supermask_pipeline.training import (
@@ -53,7 +54,7 @@ def _state(network):
     return {k: v.clone() for k, v in network.state_dict().items()}
 
 
-def _interrupted_then_resumed(tmp_path, method, config, stop_after):
+def _interrupted_then_resumed(tmp_path, method, config, stop_after, augment=None):
     store = CheckpointStore(tmp_path / "ckpt")
     checkpointing = Checkpointing(store, {"method": method})
 
@@ -62,24 +63,30 @@ def _interrupted_then_resumed(tmp_path, method, config, stop_after):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(_network(method), _data(), _data(24, 1), config, on_epoch_end=stop, checkpointing=checkpointing)
+        train(_network(method), _data(), _data(24, 1), config, on_epoch_end=stop, checkpointing=checkpointing,
+              augment=augment)
     seen = []
     network = _network(method)
     history = train(
-        network, _data(), _data(24, 1), config, on_epoch_end=lambda e, r: seen.append(e), checkpointing=checkpointing
+        network, _data(), _data(24, 1), config, on_epoch_end=lambda e, r: seen.append(e), checkpointing=checkpointing,
+        augment=augment,
     )
     return network, history, seen, store
 
 
 @pytest.mark.parametrize(
-    ("method", "overrides"),
-    [("signed_supermask", {}), ("dense", {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay_mode": "l2"})],
+    ("method", "overrides", "augment"),
+    [
+        ("signed_supermask", {}, None),
+        ("dense", {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay_mode": "l2"}, None),
+        ("signed_supermask", {}, random_crop_flip),  # the augmentation generator is checkpointed too
+    ],
 )
-def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, method, overrides):
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, method, overrides, augment):
     config = _config(**overrides)
     reference = _network(method)
-    expected = train(reference, _data(), _data(24, 1), config)
-    network, history, seen, store = _interrupted_then_resumed(tmp_path, method, config, stop_after=2)
+    expected = train(reference, _data(), _data(24, 1), config, augment=augment)
+    network, history, seen, store = _interrupted_then_resumed(tmp_path, method, config, stop_after=2, augment=augment)
     for name, tensor in _state(reference).items():
         assert torch.equal(network.state_dict()[name], tensor), name
     assert history[COMPARED].equals(expected[COMPARED])

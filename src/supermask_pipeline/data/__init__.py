@@ -3,8 +3,10 @@
 - :mod:`.sources`: official files, checksums, download and parsing (:func:`load_raw_images`).
 - :mod:`.splitting`: Zhou et al. (2019) validation split (:func:`split_dataset`).
 - :mod:`.tensors`: splits as normalised tensors on a device (:func:`split_to_tensors`).
+- :mod:`.augmentation`: batched, seeded augmentation on the device (:func:`random_crop_flip`).
 """
 
+from supermask_pipeline.data.augmentation import AUGMENTATIONS, get_augmentation, random_crop_flip
 from supermask_pipeline.data.sources import (
     RAW_SOURCES,
     RawArchiveSpec,
@@ -24,11 +26,13 @@ from supermask_pipeline.data.sources import (
 from supermask_pipeline.data.splitting import SPLIT_NAMES, ImageSplit, split_dataset
 from supermask_pipeline.data.tensors import (
     NORMALISATIONS,
+    channel_statistics,
     per_image_standardisation,
     split_to_tensors,
 )
 
 __all__ = [
+    "AUGMENTATIONS",
     "NORMALISATIONS",
     "RAW_SOURCES",
     "SPLIT_NAMES",
@@ -41,12 +45,15 @@ __all__ = [
     "RawFileSpec",
     "RawImageData",
     "RawSourceSpec",
+    "channel_statistics",
     "encode_idx",
+    "get_augmentation",
     "load_raw_images",
     "missing_raw_files",
     "parse_cifar_batch",
     "parse_idx",
     "per_image_standardisation",
+    "random_crop_flip",
     "split_dataset",
     "split_to_tensors",
 ]

@@ -104,6 +104,35 @@ def get_architecture(name: str) -> ArchitectureSpec:
     return lookup(ARCHITECTURES, name, "architecture", "Set it with e.g. --params=model.architecture=fcn.")
 
 
+#: Image shape (height, width, channels) of each dataset an architecture can be trained on.
+DATASET_IMAGE_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+
+
+def resolve_dataset(architecture: str, dataset: str = "auto") -> str:
+    """The dataset a run uses: ``dataset`` itself, or with ``auto`` the architecture's own
+    (fcn → mnist, conv2/4/6/8 → cifar10).
+
+    Used by the catalog (resolver ``dataset_for`` in ``settings.py``) to pick the raw files
+    and split paths, and by the training nodes to check the splits they were given.
+
+    Raises:
+        ValueError: unknown architecture or dataset (the message lists the choices), or a
+            dataset whose image shape does not fit the architecture's input.
+    """
+    spec = get_architecture(architecture)
+    if dataset == "auto":
+        return spec.dataset
+    lookup(DATASET_IMAGE_SHAPES, dataset, "dataset", "use auto to follow model.architecture")
+    height, width, channels = DATASET_IMAGE_SHAPES[dataset]
+    if (channels, height, width) != spec.input_shape:
+        raise ValueError(
+            f"dataset {dataset!r} has images of {height}×{width}×{channels}, but architecture "
+            f"{architecture!r} takes {spec.input_shape[1]}×{spec.input_shape[2]}×{spec.input_shape[0]}; "
+            f"use dataset: auto ({spec.dataset})."
+        )
+    return dataset
+
+
 def layer_specs(spec: ArchitectureSpec) -> list[LayerSpec]:
     """The masked layers of an architecture, in forward order.
 

@@ -21,6 +21,12 @@ def set_run_tags(tags: dict[str, object]) -> None:
         mlflow.set_tags({key: str(value) for key, value in tags.items()})
 
 
+def log_effective_parameters(prefix: str, values: dict[str, object]) -> None:
+    """Log the values a run actually used (after presets were applied) as ``<prefix>.<key>`` parameters."""
+    if mlflow.active_run() is not None:
+        mlflow.log_params({f"{prefix}.{key}": value for key, value in values.items()})
+
+
 def live_metric_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:
     """An ``on_epoch_end`` callback that logs ``<prefix>.<metric>`` at ``step=epoch``.
 

@@ -9,9 +9,10 @@ from typing import Any
 import torch
 
 OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("fp32", "bf16")
 #: Fields that do not change what training computes: they are left out of a run's fingerprint,
 #: so changing them never forces a checkpointed run to start over.
-OPERATIONAL_FIELDS = ("eval_batch_size", "device", "show_progress", "checkpoint_every", "resume")
+OPERATIONAL_FIELDS = ("eval_batch_size", "device", "show_progress", "checkpoint_every", "resume", "channels_last")
 WEIGHT_DECAY_MODES = ("decoupled", "l2")
 
 
@@ -52,6 +53,8 @@ class TrainingConfig:
     seed: int = _f(0, "seed of batch order and any sampling during training")
     deterministic: bool = _f(True, "torch.use_deterministic_algorithms (bit-identical reruns on the same machine)")
     show_progress: bool = _f(True, "progress bars on the terminal")
+    precision: str = _f("fp32", "fp32, or bf16: forward and loss under torch.autocast(bfloat16); weights, scores and optimizer stay fp32")
+    channels_last: bool = _f(False, "conv nets: images and conv weights in channels_last memory format (faster on GPUs with tensor cores)")
     checkpoint_every: int = _f(1, "epochs between checkpoints (the last epoch is always checkpointed); 0: never")
     resume: bool = _f(True, "continue from the newest checkpoint of the same run (same inputs); false: start over")
 
@@ -65,7 +68,9 @@ class TrainingConfig:
             positive(name, (int,), "integer")
         for name in ("learning_rate", "lr_decay_epochs"):
             positive(name, (int, float), "number")
-        for name in ("deterministic", "show_progress", "nesterov", "resume"):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"training.precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        for name in ("deterministic", "show_progress", "nesterov", "resume", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"training.{name} must be true or false, got {getattr(self, name)!r}.")
         if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:

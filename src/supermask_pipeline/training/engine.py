@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 TRAINING_CODE = ("supermask_pipeline.models", "supermask_pipeline.masks", "supermask_pipeline.training")
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+#: A batched augmentation: (images (B, C, H, W) on the device, generator on that device) → images.
+Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -155,6 +157,7 @@ def train(
     config: TrainingConfig,
     on_epoch_end: EpochCallback | None = None,
     checkpointing: Checkpointing | None = None,
+    augment: Augmentation | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` in place and return its per-epoch history.
 
@@ -183,6 +186,14 @@ def train(
         on_epoch_end: called with (epoch, the history row) once per epoch in order, e.g.
             to log live metrics; after a resume first for every restored epoch.
         checkpointing: where to checkpoint, or None for no checkpoints.
+        augment: applied to every training batch with a generator on the data's device
+            seeded from ``config.seed`` (its state is checkpointed), e.g.
+            :func:`supermask_pipeline.data.augmentation.random_crop_flip`; None: no augmentation.
+
+    Device and speed: the data and model stay on the device; the host synchronises once
+    per epoch (loss, accuracy, divergence flag). ``config.precision == "bf16"`` runs the
+    training forward pass and loss under ``torch.autocast(bfloat16)`` (evaluation stays
+    fp32); ``config.channels_last`` puts conv weights and images in channels_last format.
 
     Returns:
         DataFrame with one row per epoch and :data:`HISTORY_COLUMNS` (losses in nats,
@@ -200,10 +211,15 @@ def train(
     if config.checkpoint_every == 0:
         checkpointing = None
     device = train_data.labels.device
+    if config.channels_last and any(p.dim() == 4 for p in model.parameters()):
+        model.to(memory_format=torch.channels_last)
+        train_data = _channels_last(train_data)
+        val_data = _channels_last(val_data) if val_data is not None else None
     n = len(train_data)
     steps_per_epoch = -(-n // config.batch_size)
     optimizer, scheduler = _optimizer_and_schedule(params, config, steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
+    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
@@ -221,7 +237,7 @@ def train(
             run_fingerprint = fingerprint(identity)
             resumed = checkpointing.store.latest(run_fingerprint) if config.resume else None
             if resumed is not None:
-                rows = _restore(resumed, model, optimizer, scheduler, generator)
+                rows = _restore(resumed, model, optimizer, scheduler, generator, augment_generator)
                 last_state = resumed
                 saved = (resumed.epoch, checkpointing.store.folder(run_fingerprint) / f"epoch_{resumed.epoch:04d}.json")
                 logger.info(
@@ -230,7 +246,7 @@ def train(
                 )
             else:
                 _explain_fresh_start(checkpointing.store, run_fingerprint, identity, config.resume)
-                last_state = _capture(0, rows, identity, model, optimizer, scheduler, generator)
+                last_state = _capture(0, rows, identity, model, optimizer, scheduler, generator, augment_generator)
         if on_epoch_end is not None:
             for row in rows:  # restored epochs: live metrics continue in the same steps
                 on_epoch_end(int(row["epoch"]), row)
@@ -244,7 +260,7 @@ def train(
             start_time = time.perf_counter()
             order = torch.randperm(n, generator=generator).to(device)
             train_loss, train_accuracy, bad_step = _train_epoch(
-                model, train_data, order, config, optimizer, scheduler, epoch
+                model, train_data, order, config, optimizer, scheduler, epoch, augment, augment_generator
             )
             if bad_step or not math.isfinite(train_loss):
                 record = None
@@ -278,7 +294,7 @@ def train(
             row["epoch_time_s"] = time.perf_counter() - start_time
             rows.append(row)
             if checkpointing is not None:
-                last_state = _capture(epoch, rows, identity, model, optimizer, scheduler, generator)
+                last_state = _capture(epoch, rows, identity, model, optimizer, scheduler, generator, augment_generator)
                 if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
                     saved = (epoch, checkpointing.store.save(run_fingerprint, last_state))
             epochs.set_postfix(
@@ -301,6 +317,7 @@ def _capture(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
+    augment_generator: torch.Generator,
 ) -> TrainingState:
     """The complete training state after ``epoch`` (tensors cloned, so later steps do not change it)."""
     tensors = {f"model.{name}": value.detach().clone() for name, value in model.state_dict().items()}
@@ -313,6 +330,7 @@ def _capture(
             else:
                 other_state.setdefault(str(index), {})[key] = value
     tensors["rng.batch_order"] = generator.get_state()
+    tensors["rng.augmentation"] = augment_generator.get_state()
     rng_tensors, rng_meta = capture_rng()
     tensors.update(rng_tensors)
     meta = {
@@ -331,6 +349,7 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
+    augment_generator: torch.Generator,
 ) -> list[dict[str, float]]:
     """Load ``state`` into the live objects; returns the restored history rows."""
     tensors, meta = state.tensors, state.meta
@@ -345,6 +364,7 @@ def _restore(
     optimizer.load_state_dict({"state": optimizer_state, "param_groups": meta["optimizer"]["param_groups"]})
     scheduler.load_state_dict(meta["scheduler"])
     generator.set_state(tensors["rng.batch_order"])
+    augment_generator.set_state(tensors["rng.augmentation"])
     restore_rng(tensors, meta)
     return [{k: json_float(v) for k, v in row.items()} for row in meta["history"]]
 
@@ -372,12 +392,15 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     epoch: int,
+    augment: Augmentation | None = None,
+    augment_generator: torch.Generator | None = None,
 ) -> tuple[float, float, int]:
     """One pass over ``data`` in ``order``; returns (mean loss, accuracy, first step with a
     non-finite loss or 0). The running sums and the divergence flag stay on the device, so
     the host synchronises once per epoch, not once per step."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     decoupled = config.weight_decay_mode == "decoupled" and config.weight_decay > 0
+    bf16 = config.precision == "bf16"
     loss_sum = torch.zeros((), device=order.device)
     correct = torch.zeros((), device=order.device, dtype=torch.int64)
     first_bad_step = torch.zeros((), device=order.device, dtype=torch.int64)
@@ -385,8 +408,11 @@ def _train_epoch(
     for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", unit="step", leave=False, disable=not config.show_progress):
         idx = order[step * config.batch_size : (step + 1) * config.batch_size]
         x, y = data.images[idx], data.labels[idx]
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        if augment is not None:
+            x = augment(x, augment_generator)
+        with torch.autocast(device_type=order.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if decoupled:
@@ -398,11 +424,17 @@ def _train_epoch(
         optimizer.step()
         scheduler.step()
         with torch.no_grad():
-            loss_sum += loss.detach() * y.shape[0]
+            loss_sum += loss.detach().float() * y.shape[0]
             correct += (logits.argmax(dim=1) == y).sum()
             bad = (first_bad_step == 0) & ~torch.isfinite(loss.detach())
             first_bad_step = torch.where(bad, step + 1, first_bad_step)
     return float(loss_sum) / len(data), float(correct) / len(data), int(first_bad_step)
+
+
+def _channels_last(data: TensorDataset) -> TensorDataset:
+    if data.images.dim() != 4:
+        return data
+    return TensorDataset(data.images.contiguous(memory_format=torch.channels_last), data.labels)
 
 
 def _optimizer_and_schedule(

@@ -77,7 +77,7 @@ DAMAGES = [
 
 def test_damaged_initial_weights_are_named_and_change_nothing(project, run_kedro):
     run_kedro("signed_supermask", PARAMS)
-    path = _latest_version(project / "data" / "04_feature" / "signed_supermask" / "initial_weights.safetensors")
+    path = _latest_version(project / "data" / "04_feature" / "signed_supermask" / "fcn" / "initial_weights.safetensors")
     original = path.read_bytes()
     for damage, message in DAMAGES:
         path.write_bytes(original)

@@ -27,8 +27,8 @@ def test_signed_supermask_end_to_end_then_rerun_from_training(project, run_kedro
     # Data processing: splits of 24 / 6 / 12 images.
     for split, n in (("train", 24), ("val", 6), ("test", 12)):
         assert (project / "data" / "03_primary" / "mnist" / f"{split}.h5").is_file(), split
-    models = project / "data" / "06_models" / "signed_supermask"
-    features = project / "data" / "04_feature" / "signed_supermask"
+    models = project / "data" / "06_models" / "signed_supermask" / "fcn"
+    features = project / "data" / "04_feature" / "signed_supermask" / "fcn"
     assert len(versions(features / "initial_weights.safetensors")) == 1
 
     # Masks are signed, the pruned weights are W ⊙ S of the frozen signed-constant weights.
@@ -41,7 +41,7 @@ def test_signed_supermask_end_to_end_then_rerun_from_training(project, run_kedro
         assert set(mask.unique().tolist()) <= {-1, 0, 1}
         assert torch.equal(pruned[name], initial[name] * mask.float())
 
-    summary = json.loads((project / "data" / "08_reporting" / "signed_supermask" / "evaluation_summary.json").read_text())
+    summary = json.loads((project / "data" / "08_reporting" / "signed_supermask" / "fcn" / "evaluation_summary.json").read_text())
     kept = sum(int(m.count_nonzero()) for m in masks.values())
     assert summary["remaining_weight_count"] == kept
     assert summary["positive_weight_count"] + summary["negative_weight_count"] == kept
@@ -50,13 +50,16 @@ def test_signed_supermask_end_to_end_then_rerun_from_training(project, run_kedro
     assert 0.0 <= summary["test_accuracy"] <= 1.0
     assert [row["layer"] for row in summary["per_layer"]] == ["fc1", "fc2", "fc3", "total"]
     for plot in ("training_curves.png", "remaining_weights_per_layer.png"):
-        assert (project / "data" / "08_reporting" / "signed_supermask" / plot).stat().st_size > 1000
+        assert (project / "data" / "08_reporting" / "signed_supermask" / "fcn" / plot).stat().st_size > 1000
 
     # MLflow, read back through the client: params, one step per epoch, final metrics, tags.
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = MlflowClient()
     (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], output_format="list")
-    assert run.data.params["signed_supermask.training.learning_rate"] == "0.05"
+    assert run.data.params["signed_supermask.training.learning_rate"] == "None"  # from the preset:
+    assert run.data.params["signed_supermask.presets.fcn.learning_rate"] == "0.05"
+    assert run.data.params["signed_supermask.effective_training.learning_rate"] == "0.05"
+    assert run.data.params["signed_supermask.effective_training.epochs"] == "2"
     assert run.data.params["signed_supermask.method.threshold_factor"] == "0.4"
     assert run.data.tags["method"] == "signed_supermask"
     assert run.data.tags["architecture"] == "fcn"
@@ -65,8 +68,8 @@ def test_signed_supermask_end_to_end_then_rerun_from_training(project, run_kedro
     assert sorted(m.step for m in history) == [1, 2]
     assert run.data.metrics["signed_supermask.test_accuracy"] == pytest.approx(summary["test_accuracy"])
     assert run.data.metrics["signed_supermask.remaining_weights"] == pytest.approx(summary["remaining_weights"])
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "signed_supermask")}
-    assert "signed_supermask/training_curves.png" in artifacts
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "signed_supermask/fcn")}
+    assert "signed_supermask/fcn/training_curves.png" in artifacts
 
     # Rerun from the training node: splits and initial weights are reused, not rewritten;
     # same seed on the same machine gives the identical mask.
@@ -77,7 +80,7 @@ def test_signed_supermask_end_to_end_then_rerun_from_training(project, run_kedro
     assert len(versions(models / "masks.safetensors")) == 2
     rerun_masks = _latest(models / "masks.safetensors")
     assert all(torch.equal(rerun_masks[k], masks[k]) for k in masks)
-    rerun = json.loads((project / "data" / "08_reporting" / "signed_supermask" / "evaluation_summary.json").read_text())
+    rerun = json.loads((project / "data" / "08_reporting" / "signed_supermask" / "fcn" / "evaluation_summary.json").read_text())
     assert rerun["test_accuracy"] == summary["test_accuracy"]
     assert rerun["remaining_weight_count"] == summary["remaining_weight_count"]
 

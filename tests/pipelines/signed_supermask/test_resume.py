@@ -65,8 +65,8 @@ def _newest_run_id(project: Path) -> str:
 def test_sigkill_mid_training_then_rerun_gives_the_uninterrupted_result(project: Path, run_kedro):
     run_kedro("data_processing")
     run_kedro("init_weights")
-    checkpoints = project / "data" / "06_models" / "signed_supermask" / "checkpoints"
-    models = project / "data" / "06_models" / "signed_supermask"
+    checkpoints = project / "data" / "06_models" / "signed_supermask" / "fcn" / "checkpoints"
+    models = project / "data" / "06_models" / "signed_supermask" / "fcn"
 
     # 1. Start training in a subprocess; SIGKILL it once a few epochs are checkpointed.
     victim = _kedro(project)
@@ -90,7 +90,7 @@ def test_sigkill_mid_training_then_rerun_gives_the_uninterrupted_result(project:
     assert killed_at <= resumed_epoch < EPOCHS
     resumed_run = _newest_run_id(project)
     resumed = {name: _latest(models / f"{name}.safetensors") for name in ("trained_weights", "trained_mask_scores", "masks")}
-    resumed_history = pd.read_csv(project / "data" / "07_model_output" / "signed_supermask" / "training_history.csv")
+    resumed_history = pd.read_csv(project / "data" / "07_model_output" / "signed_supermask" / "fcn" / "training_history.csv")
 
     # 3. An uninterrupted run from scratch with the same seed (resume off forces a fresh start).
     reference_log = _finish(_kedro(project, PARAMS + ",signed_supermask.training.resume=false"))
@@ -102,7 +102,7 @@ def test_sigkill_mid_training_then_rerun_gives_the_uninterrupted_result(project:
         assert tensors.keys() == expected.keys()
         for layer in tensors:
             assert tensors[layer].equal(expected[layer]), f"{name}.{layer} differs after resume"
-    reference_history = pd.read_csv(project / "data" / "07_model_output" / "signed_supermask" / "training_history.csv")
+    reference_history = pd.read_csv(project / "data" / "07_model_output" / "signed_supermask" / "fcn" / "training_history.csv")
     pd.testing.assert_frame_equal(resumed_history[COMPARED], reference_history[COMPARED])
 
     # 4. Live metrics of the resumed run: every epoch exactly once, equal to the reference run's.

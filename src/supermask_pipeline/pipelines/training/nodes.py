@@ -10,15 +10,17 @@ import torch
 from matplotlib.figure import Figure
 
 from supermask_pipeline.data import ImageSplit, split_to_tensors
+from supermask_pipeline.data.augmentation import get_augmentation
 from supermask_pipeline.masks import DenseStrategy, get_mask_strategy, remaining_weights_table
 from supermask_pipeline.models import (
+    ArchitectureSpec,
     MaskedNetwork,
     check_layer_tensors,
     get_architecture,
     initialise_tensors,
     layer_specs,
 )
-from supermask_pipeline.pipelines.tracking import live_metric_logger, set_run_tags
+from supermask_pipeline.pipelines.tracking import live_metric_logger, log_effective_parameters, set_run_tags
 from supermask_pipeline.reporting import plot_remaining_weights, plot_training_curves
 from supermask_pipeline.training import (
     CheckpointStore,
@@ -29,6 +31,7 @@ from supermask_pipeline.training import (
     resolve_device,
     train,
 )
+from supermask_pipeline.models.architectures import resolve_dataset
 from supermask_pipeline.training.checkpoint import array_sha256
 
 Tensors = dict[str, torch.Tensor]
@@ -45,9 +48,53 @@ def _seeds(seed: int, count: int) -> list[int]:
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(count)]
 
 
-def _tensors(split: ImageSplit, data_params: dict[str, Any], device: torch.device) -> TensorDataset:
-    images, labels = split_to_tensors(split, data_params["normalisation"], device)
+def _tensors(
+    split: ImageSplit, data_params: dict[str, Any], device: torch.device, reference: ImageSplit
+) -> TensorDataset:
+    """The split on ``device``, normalised; per-channel statistics come from ``reference`` (the train split)."""
+    images, labels = split_to_tensors(split, data_params["normalisation"], device, reference=reference)
     return TensorDataset(images, labels)
+
+
+def training_config(
+    training: dict[str, Any], presets: dict[str, dict[str, Any]], architecture: str, seed: int | None = None
+) -> TrainingConfig:
+    """The validated training recipe of one run: ``training`` with every null value taken from
+    ``presets[architecture]`` (per-architecture learning rate, weight decay, epochs, batch size).
+
+    Raises:
+        ValueError: no preset for the architecture while a value is null (names both), or a
+            bad training parameter (see :class:`TrainingConfig`).
+    """
+    values = dict(training)
+    missing = [key for key, value in values.items() if value is None]
+    if missing:
+        preset = presets.get(architecture) if isinstance(presets, dict) else None
+        if not isinstance(preset, dict):
+            raise ValueError(
+                f"training {missing} are null (from the architecture preset) but presets has no entry "
+                f"{architecture!r}; known presets: {sorted(presets or {})}. Add one or set the values."
+            )
+        for key in missing:
+            if preset.get(key) is None:
+                raise ValueError(f"training.{key} is null and presets.{architecture} has no {key}; set one of them.")
+            values[key] = preset[key]
+    if seed is not None:
+        values["seed"] = seed
+    return TrainingConfig.from_params(values)
+
+
+def _check_split(split: ImageSplit, spec: ArchitectureSpec, name: str) -> None:
+    """The split's images must fit the architecture's input (catalog and parameters agree)."""
+    channels, height, width = spec.input_shape
+    found = tuple(split.images.shape[1:])
+    if found != (height, width, channels):
+        raise ValueError(
+            f"{name} holds images of shape {found} ({split.attrs.get('source', '?')}), but architecture "
+            f"{spec.name!r} takes {(height, width, channels)} ({spec.dataset}). Pass the architecture as a "
+            f"runtime parameter (--params=model.architecture={spec.name}) or set it in conf/base/globals.yml, "
+            f"so that the catalog picks the matching splits."
+        )
 
 
 def initialise_network(model: dict[str, Any], init: dict[str, Any], seed: int) -> tuple[Tensors, Tensors]:
@@ -80,9 +127,11 @@ def train_network(
     val_split: ImageSplit,
     training_checkpoints: CheckpointStore,
     model: dict[str, Any],
+    dataset: str,
     method: dict[str, Any],
     data: dict[str, Any],
     training: dict[str, Any],
+    presets: dict[str, dict[str, Any]],
     seed: int,
 ) -> tuple[Tensors, Tensors, Tensors, pd.DataFrame]:
     """Train with the method's strategy; log live metrics to the active MLflow run.
@@ -109,8 +158,11 @@ def train_network(
     spec = get_architecture(model["architecture"])
     options = {k: v for k, v in method.items() if k != "name"}
     strategy = get_mask_strategy(method["name"], **options)
-    config = TrainingConfig.from_params({**training, "seed": seed})
+    config = training_config(training, presets, spec.name, seed)
     device = resolve_device(config.device)
+    dataset_name = resolve_dataset(spec.name, dataset)
+    _check_split(train_split, spec, "train_split")
+    augment = get_augmentation(data.get("augmentation", "none"))
     check_layer_tensors(spec, initial_weights, "initial weights")
     if strategy.uses_scores:
         check_layer_tensors(spec, initial_mask_scores, "initial mask scores")
@@ -118,23 +170,25 @@ def train_network(
     network = MaskedNetwork(spec, strategy, initial_weights, initial_mask_scores, activation)
     network.to(device)
     set_run_tags(
-        {"architecture": spec.name, "dataset": spec.dataset, "method": strategy.name, "seed": seed}
+        {"architecture": spec.name, "dataset": dataset_name, "method": strategy.name, "seed": seed}
     )
+    log_effective_parameters(f"{strategy.name}.effective_training", config.result_parameters())
     identity = {
         "architecture": spec.name,
         "activation": activation,
         "method": dict(method),
-        "data": dict(data),
+        "data": {"dataset": dataset_name, **data},
         "train_split": array_sha256(train_split.images, train_split.labels),
         "val_split": array_sha256(val_split.images, val_split.labels),
     }
     history = train(
         network,
-        _tensors(train_split, data, device),
-        _tensors(val_split, data, device),
+        _tensors(train_split, data, device, train_split),
+        _tensors(val_split, data, device, train_split),
         config,
         on_epoch_end=live_metric_logger(strategy.name),
         checkpointing=Checkpointing(training_checkpoints, identity),
+        augment=augment,
     )
     return network.effective_weights(), network.mask_scores(), network.masks(), history
 
@@ -143,9 +197,11 @@ def evaluate_network(
     trained_weights: Tensors,
     masks: Tensors,
     test_split: ImageSplit,
+    train_split: ImageSplit,
     model: dict[str, Any],
     data: dict[str, Any],
     training: dict[str, Any],
+    presets: dict[str, dict[str, Any]],
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any], pd.DataFrame]:
     """Test loss and accuracy of the pruned network, and its remaining weights.
 
@@ -157,12 +213,13 @@ def evaluate_network(
         remaining_weights_per_layer: table of :func:`remaining_weights_table`).
     """
     spec = get_architecture(model["architecture"])
-    config = TrainingConfig.from_params(training)
+    config = training_config(training, presets, spec.name)
     device = resolve_device(config.device)
+    _check_split(test_split, spec, "test_split")
     check_layer_tensors(spec, trained_weights, "trained weights")
     check_layer_tensors(spec, masks, "masks", floating=False)
     network = MaskedNetwork(spec, DenseStrategy(), trained_weights, activation=model.get("activation", "elu")).to(device)
-    result = evaluate(network, _tensors(test_split, data, device), config.eval_batch_size)
+    result = evaluate(network, _tensors(test_split, data, device, train_split), config.eval_batch_size)
     table = remaining_weights_table({layer.name: masks[layer.name] for layer in layer_specs(spec)})
     total = table.iloc[-1]
     values = {

@@ -10,7 +10,7 @@ from supermask_pipeline.pipelines.training.nodes import (
 )
 
 SHARED_INPUTS = {"train_split", "val_split", "test_split"}
-SHARED_PARAMETERS = {"params:model", "params:seed"}
+SHARED_PARAMETERS = {"params:model", "params:seed", "params:dataset"}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -33,9 +33,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "val_split",
                     "training_checkpoints",
                     "params:model",
+                    "params:dataset",
                     "params:method",
                     "params:data",
                     "params:training",
+                    "params:presets",
                     "params:seed",
                 ],
                 outputs=["trained_weights", "trained_mask_scores", "masks", "training_history"],
@@ -44,7 +46,16 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=evaluate_network,
-                inputs=["trained_weights", "masks", "test_split", "params:model", "params:data", "params:training"],
+                inputs=[
+                    "trained_weights",
+                    "masks",
+                    "test_split",
+                    "train_split",
+                    "params:model",
+                    "params:data",
+                    "params:training",
+                    "params:presets",
+                ],
                 outputs=["test_metrics", "evaluation_summary", "remaining_weights_per_layer"],
                 name="evaluate",
                 tags=["evaluation"],
