@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -241,3 +244,17 @@ def test_training_config_rejects_bad_checkpoint_parameters():
         _config(checkpoint_every=-1)
     with pytest.raises(ValueError, match="training.resume must be true or false"):
         _config(resume="yes")
+
+
+def test_leftovers_of_a_killed_writer_are_cleaned_up(tmp_path):
+    store = CheckpointStore(tmp_path)
+    folder = store.folder("a" * 64)
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = folder / f".epoch_0002.safetensors.{int(dead.stdout)}.0123abcd.tmp"  # killed mid-write
+    live = folder / f".epoch_0002.json.{os.getpid()}.0123abcd.tmp"  # a writer still running
+    orphan = folder / "epoch_0001.safetensors"  # killed between deleting a record and its tensors
+    for path in (stale, live, orphan):
+        path.write_bytes(b"x")
+    store.save("a" * 64, TrainingState(epoch=2, tensors={"t": torch.zeros(1)}, meta={}))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["epoch_0002.json", "epoch_0002.safetensors", live.name])

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import re
 from collections.abc import Mapping
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.json$")
+_EPOCH_TENSORS = re.compile(r"^epoch_(\d{4,})\.safetensors$")
+_TEMPORARY = re.compile(r"^\.epoch_\d{4,}\.(?:json|safetensors)\.(\d+)\.[0-9a-f]+\.tmp$")
 
 
 class CheckpointError(RuntimeError):
@@ -246,9 +249,31 @@ class CheckpointStore:
         return [p for p in folder.iterdir() if _EPOCH_FILE.match(p.name)]
 
     def _prune(self, folder: Path) -> None:
-        for json_path in sorted(self._epoch_records(folder))[: -self.keep]:
+        """Delete checkpoints beyond ``keep``, tensor files without a record older than the
+        newest record, and temporary files of writers that no longer run (e.g. SIGKILLed)."""
+        records = sorted(self._epoch_records(folder))
+        for json_path in records[: -self.keep]:
             json_path.unlink(missing_ok=True)  # the record first: a half-pruned checkpoint is simply invalid
             json_path.with_suffix(".safetensors").unlink(missing_ok=True)
+        kept = {p.with_suffix(".safetensors").name for p in records[-self.keep :]}
+        newest = records[-1].name if records else ""
+        for path in folder.iterdir():
+            if _EPOCH_TENSORS.match(path.name) and path.name not in kept and path.with_suffix(".json").name < newest:
+                path.unlink(missing_ok=True)
+            elif (found := _TEMPORARY.match(path.name)) and not _process_alive(int(found.group(1))):
+                path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but not ours, or the platform cannot tell: leave its files alone
+        return True
+    return True
 
 
 def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -89,6 +89,7 @@ def test_sigkill_mid_training_then_rerun_gives_the_uninterrupted_result(project:
     resumed_epoch = int(found.group(1))
     assert killed_at <= resumed_epoch < EPOCHS
     resumed_run = _newest_run_id(project)
+    assert not list(checkpoints.rglob(".*.tmp"))  # a write cut by the kill leaves nothing behind after the rerun
     resumed = {name: _latest(models / f"{name}.safetensors") for name in ("trained_weights", "trained_mask_scores", "masks")}
     resumed_history = pd.read_csv(project / "data" / "07_model_output" / "signed_supermask" / "fcn" / "training_history.csv")
 
