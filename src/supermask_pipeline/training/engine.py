@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -221,6 +222,13 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
+    previous_benchmark = torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        if config.deterministic:
+            # cuBLAS needs a fixed workspace for reproducible matrix products (CUDA docs,
+            # "Reproducibility"); it must be set before cuBLAS starts, so only if unset.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = not config.deterministic  # autotune only when results may vary
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
         rows: list[dict[str, float]] = []
@@ -307,6 +315,7 @@ def train(
         return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
+        torch.backends.cudnn.benchmark = previous_benchmark
 
 
 def _capture(
