@@ -5,13 +5,15 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline
 
 from supermask_pipeline.pipelines.data_processing.pipeline import create_pipeline as data_processing
+from supermask_pipeline.pipelines.mask_criteria.pipeline import create_pipeline as mask_criteria
 from supermask_pipeline.pipelines.training.pipeline import create_method_pipeline
 
 METHOD_NAMESPACES = ("dense", "signed_supermask")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """``data_processing``, ``init_weights``, one pipeline per method, and ``__default__`` (all)."""
+    """``data_processing``, ``init_weights``, one pipeline per method, ``mask_criteria`` (on the
+    dense run), and ``__default__`` (data and every method)."""
     data = data_processing()
     methods = {name: create_method_pipeline(name) for name in METHOD_NAMESPACES}
     pipelines: dict[str, Pipeline] = {"data_processing": data}
@@ -20,5 +22,6 @@ def register_pipelines() -> dict[str, Pipeline]:
     )
     for name, method in methods.items():
         pipelines[name] = data + method
+    pipelines["mask_criteria"] = data + methods["dense"] + mask_criteria("dense")
     pipelines["__default__"] = data + sum(methods.values(), Pipeline([]))
     return pipelines

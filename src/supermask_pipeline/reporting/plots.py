@@ -76,3 +76,39 @@ def plot_remaining_weights(table: pd.DataFrame) -> Figure:
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+def plot_accuracy_vs_remaining(series: dict[str, pd.DataFrame], title: str = "") -> Figure:
+    """Accuracy against remaining weights, one line per labelled series (log x axis, as Zhou et al.).
+
+    Args:
+        series: label → table with columns ``remaining_weights`` and ``test_accuracy``
+            (fractions in [0, 1]); labels ending in ``(same sign)`` are drawn dashed.
+        title: the figure title.
+
+    Returns:
+        One panel: test accuracy in % against remaining weights in %, decreasing to the right.
+
+    Raises:
+        ValueError: no series, or a table without those columns.
+    """
+    if not series:
+        raise ValueError("Nothing to plot: no series given.")
+    figure = Figure(figsize=(8, 5))
+    ax = figure.add_subplot()
+    for label, table in series.items():
+        missing = {"remaining_weights", "test_accuracy"} - set(table.columns)
+        if missing:
+            raise ValueError(f"Series {label!r} lacks columns {sorted(missing)}.")
+        style = "--" if label.endswith("(same sign)") else "-"
+        ax.plot(100 * table["remaining_weights"], 100 * table["test_accuracy"], style, marker=".", label=label)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("remaining weights (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=2)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,39 @@
+"""mask_criteria: dense initial + trained weights → supermask-at-initialisation table and plot."""
+
+from kedro.pipeline import Node, Pipeline
+
+from supermask_pipeline.pipelines.mask_criteria.nodes import evaluate_mask_criteria, plot_mask_criteria
+
+
+def create_pipeline(source: str = "dense", **kwargs) -> Pipeline:
+    """Evaluate every criterion's mask on the weights of the ``source`` method namespace."""
+    return Pipeline(
+        [
+            Node(
+                func=evaluate_mask_criteria,
+                inputs=[
+                    f"{source}.initial_weights",
+                    f"{source}.trained_weights",
+                    "train_split",
+                    "val_split",
+                    "test_split",
+                    "params:model",
+                    f"params:{source}.data",
+                    f"params:{source}.training",
+                    f"params:{source}.presets",
+                    "params:mask_criteria",
+                    "params:seed",
+                ],
+                outputs="mask_criteria.accuracy_table",
+                name="mask_criteria.evaluate",
+                tags=["mask_criteria"],
+            ),
+            Node(
+                func=plot_mask_criteria,
+                inputs="mask_criteria.accuracy_table",
+                outputs="mask_criteria.accuracy_plot",
+                name="mask_criteria.plot",
+                tags=["mask_criteria", "reporting"],
+            ),
+        ]
+    )
