@@ -83,7 +83,8 @@ def plot_accuracy_vs_remaining(series: dict[str, pd.DataFrame], title: str = "")
 
     Args:
         series: label → table with columns ``remaining_weights`` and ``test_accuracy``
-            (fractions in [0, 1]); labels ending in ``(same sign)`` are drawn dashed.
+            (fractions in [0, 1]); labels ending in ``(same sign)`` are drawn dashed in the
+            colour of the label without that suffix.
         title: the figure title.
 
     Returns:
@@ -94,14 +95,18 @@ def plot_accuracy_vs_remaining(series: dict[str, pd.DataFrame], title: str = "")
     """
     if not series:
         raise ValueError("Nothing to plot: no series given.")
-    figure = Figure(figsize=(8, 5))
+    figure = Figure(figsize=(10, 5))
     ax = figure.add_subplot()
+    suffix = " (same sign)"
+    bases = list(dict.fromkeys(label.removesuffix(suffix) for label in series))
+    colours = {base: f"C{i % 10}" if i < 10 else "black" for i, base in enumerate(bases)}
     for label, table in series.items():
         missing = {"remaining_weights", "test_accuracy"} - set(table.columns)
         if missing:
             raise ValueError(f"Series {label!r} lacks columns {sorted(missing)}.")
-        style = "--" if label.endswith("(same sign)") else "-"
-        ax.plot(100 * table["remaining_weights"], 100 * table["test_accuracy"], style, marker=".", label=label)
+        style = "--" if label.endswith(suffix) else "-"
+        ax.plot(100 * table["remaining_weights"], 100 * table["test_accuracy"], style, marker=".",
+                color=colours[label.removesuffix(suffix)], label=label)
     ax.set_xscale("log")
     ax.invert_xaxis()
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -109,6 +114,6 @@ def plot_accuracy_vs_remaining(series: dict[str, pd.DataFrame], title: str = "")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=2)
+    ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     return figure

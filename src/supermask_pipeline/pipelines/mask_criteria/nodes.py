@@ -14,7 +14,7 @@ from supermask_pipeline.data import ImageSplit
 from supermask_pipeline.masks import DenseStrategy, criterion_masks, remaining_weights_table
 from supermask_pipeline.models import MaskedNetwork, check_layer_tensors, get_architecture
 from supermask_pipeline.pipelines.tracking import set_run_tags
-from supermask_pipeline.pipelines.training.nodes import _tensors, training_config
+from supermask_pipeline.pipelines.training.nodes import device_tensors, training_config
 from supermask_pipeline.reporting import plot_accuracy_vs_remaining
 from supermask_pipeline.training import evaluate, resolve_device
 
@@ -66,8 +66,8 @@ def evaluate_mask_criteria(
     config = training_config(training, presets, spec.name)
     device = resolve_device(config.device)
     set_run_tags({"architecture": spec.name, "method": "mask_criteria", "seed": seed})
-    val = _tensors(val_split, data, device, train_split)
-    test = _tensors(test_split, data, device, train_split)
+    val = device_tensors(val_split, data, device, train_split)
+    test = device_tensors(test_split, data, device, train_split)
     rows = []
     grid = list(itertools.product(options["criteria"], options["same_sign"], range(steps)))
     for criterion, same_sign, step in tqdm(grid, desc="mask criteria", unit="mask", disable=not config.show_progress):

@@ -48,7 +48,7 @@ def _seeds(seed: int, count: int) -> list[int]:
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(count)]
 
 
-def _tensors(
+def device_tensors(
     split: ImageSplit, data_params: dict[str, Any], device: torch.device, reference: ImageSplit
 ) -> TensorDataset:
     """The split on ``device``, normalised; per-channel statistics come from ``reference`` (the train split)."""
@@ -183,8 +183,8 @@ def train_network(
     }
     history = train(
         network,
-        _tensors(train_split, data, device, train_split),
-        _tensors(val_split, data, device, train_split),
+        device_tensors(train_split, data, device, train_split),
+        device_tensors(val_split, data, device, train_split),
         config,
         on_epoch_end=live_metric_logger(strategy.name),
         checkpointing=Checkpointing(training_checkpoints, identity),
@@ -219,7 +219,7 @@ def evaluate_network(
     check_layer_tensors(spec, trained_weights, "trained weights")
     check_layer_tensors(spec, masks, "masks", floating=False)
     network = MaskedNetwork(spec, DenseStrategy(), trained_weights, activation=model.get("activation", "elu")).to(device)
-    result = evaluate(network, _tensors(test_split, data, device, train_split), config.eval_batch_size)
+    result = evaluate(network, device_tensors(test_split, data, device, train_split), config.eval_batch_size)
     table = remaining_weights_table({layer.name: masks[layer.name] for layer in layer_specs(spec)})
     total = table.iloc[-1]
     values = {
