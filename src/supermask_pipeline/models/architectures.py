@@ -104,10 +104,6 @@ def get_architecture(name: str) -> ArchitectureSpec:
     return lookup(ARCHITECTURES, name, "architecture", "Set it with e.g. --params=model.architecture=fcn.")
 
 
-#: Image shape (height, width, channels) of each dataset an architecture can be trained on.
-DATASET_IMAGE_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
-
-
 def resolve_dataset(architecture: str, dataset: str = "auto") -> str:
     """The dataset a run uses: ``dataset`` itself, or with ``auto`` the architecture's own
     (fcn → mnist, conv2/4/6/8 → cifar10).
@@ -119,11 +115,14 @@ def resolve_dataset(architecture: str, dataset: str = "auto") -> str:
         ValueError: unknown architecture or dataset (the message lists the choices), or a
             dataset whose image shape does not fit the architecture's input.
     """
+    from supermask_pipeline.data.sources import RAW_SOURCES  # the image shapes are the sources'
+
     spec = get_architecture(architecture)
     if dataset == "auto":
         return spec.dataset
-    lookup(DATASET_IMAGE_SHAPES, dataset, "dataset", "use auto to follow model.architecture")
-    height, width, channels = DATASET_IMAGE_SHAPES[dataset]
+    height, width, channels = lookup(
+        RAW_SOURCES, dataset, "dataset", "use auto to follow model.architecture"
+    ).image_shape
     if (channels, height, width) != spec.input_shape:
         raise ValueError(
             f"dataset {dataset!r} has images of {height}×{width}×{channels}, but architecture "

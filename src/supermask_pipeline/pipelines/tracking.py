@@ -22,7 +22,12 @@ def set_run_tags(tags: dict[str, object]) -> None:
 
 
 def log_effective_parameters(prefix: str, values: dict[str, object]) -> None:
-    """Log the values a run actually used (after presets were applied) as ``<prefix>.<key>`` parameters."""
+    """Log the values a run actually used (after presets were applied) as ``<prefix>.<key>``
+    parameters of the active MLflow run; nothing without an active run.
+
+    Raises:
+        mlflow.exceptions.MlflowException: a key already logged to this run with another value.
+    """
     if mlflow.active_run() is not None:
         mlflow.log_params({f"{prefix}.{key}": value for key, value in values.items()})
 

@@ -223,7 +223,12 @@ class CheckpointStore:
         return TrainingState(epoch=int(record["epoch"]), tensors=tensors, meta=meta)
 
     def other_runs(self, run_fingerprint: str) -> list[dict[str, Any]]:
-        """Records (JSON) of the newest checkpoint of every *other* fingerprint, newest first."""
+        """Records of the newest checkpoint of every *other* fingerprint under ``root``, newest first.
+
+        Returns:
+            The parsed JSON records (dicts), each with ``_path`` (str) and ``_mtime``
+            (seconds since the epoch) added; unreadable records are skipped.
+        """
         records = []
         if not self.root.is_dir():
             return records
@@ -277,7 +282,14 @@ def _process_alive(pid: int) -> bool:
 
 
 def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable differences between two identities: ``["training.learning_rate: 0.05 → 0.1", …]``."""
+    """Human-readable differences between two identities (nested dicts), sorted by dotted key.
+
+    A 64-character string on both sides (a sha256) is reported as "(content changed)".
+
+    Returns:
+        e.g. ``["data.train_split (content changed)", "training.learning_rate: 0.05 → 0.1"]``;
+        empty when they are equal.
+    """
     changes = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
@@ -292,7 +304,14 @@ def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str
 
 
 def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The global generators' states: tensors (torch CPU and CUDA, NumPy's key) and JSON (NumPy position, Python)."""
+    """The global generators' states, for a checkpoint.
+
+    Returns:
+        (tensors, meta): tensors ``rng.torch`` (uint8, torch's CPU state), ``rng.cuda.<i>``
+        (uint8, one per initialised CUDA device) and ``rng.numpy`` (int64 (624,), the
+        MT19937 key); meta, JSON-serialisable: NumPy's position and Gaussian cache, and
+        Python's ``random`` state.
+    """
     tensors = {"rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
@@ -308,7 +327,13 @@ def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 
 def restore_rng(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng`."""
+    """Set the global generators from :func:`capture_rng`'s output (CUDA states only where
+    CUDA is available, for as many devices as there are).
+
+    Raises:
+        KeyError: a state missing from ``tensors`` or ``meta`` (not a checkpoint of this format).
+        RuntimeError, ValueError: a state of the wrong size or type (from torch / NumPy / random).
+    """
     torch.set_rng_state(tensors["rng.torch"])
     cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
     if cuda and torch.cuda.is_available():

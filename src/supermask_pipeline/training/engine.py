@@ -10,7 +10,6 @@ slice of a seeded permutation, so no DataLoader or per-sample Python runs.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -270,7 +269,7 @@ def train(
             train_loss, train_accuracy, bad_step = _train_epoch(
                 model, train_data, order, config, optimizer, scheduler, epoch, augment, augment_generator
             )
-            if bad_step or not math.isfinite(train_loss):
+            if bad_step:
                 record = None
                 if checkpointing is not None and last_state is not None:
                     if saved is None or saved[0] != last_state.epoch:

@@ -91,7 +91,12 @@ def evaluate_mask_criteria(
 
 
 def plot_mask_criteria(table: pd.DataFrame) -> Figure:
-    """Test accuracy against remaining weights, one line per criterion (dashed: same sign)."""
+    """Test accuracy (%) against remaining weights (%, log scale), one line per criterion
+    (dashed: its same-sign variant), from :func:`evaluate_mask_criteria`'s table.
+
+    Raises:
+        ValueError: an empty table.
+    """
     series = {}
     for (criterion, same_sign), group in table.groupby(["criterion", "same_sign"], sort=False):
         label = f"{criterion} (same sign)" if same_sign else criterion

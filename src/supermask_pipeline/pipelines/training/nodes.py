@@ -51,7 +51,12 @@ def _seeds(seed: int, count: int) -> list[int]:
 def device_tensors(
     split: ImageSplit, data_params: dict[str, Any], device: torch.device, reference: ImageSplit
 ) -> TensorDataset:
-    """The split on ``device``, normalised; per-channel statistics come from ``reference`` (the train split)."""
+    """The split on ``device``: images float32 (N, C, H, W) normalised by ``data_params["normalisation"]``
+    (per-channel statistics from ``reference``, the train split), labels int64 (N,).
+
+    Raises:
+        ValueError: unknown normalisation, or a reference with another channel count.
+    """
     images, labels = split_to_tensors(split, data_params["normalisation"], device, reference=reference)
     return TensorDataset(images, labels)
 
