@@ -21,6 +21,7 @@ from supermask_pipeline.masks.statistics import remaining_weights_table
 from supermask_pipeline.masks.strategies import (
     MASK_STRATEGIES,
     DenseStrategy,
+    FixedMaskStrategy,
     MaskStrategy,
     SignedSupermaskStrategy,
     SignedThresholdMask,
@@ -33,6 +34,7 @@ __all__ = [
     "MASK_1_ACTIONS",
     "MASK_STRATEGIES",
     "DenseStrategy",
+    "FixedMaskStrategy",
     "Mask0Result",
     "MaskStrategy",
     "SignedSupermaskStrategy",

@@ -43,12 +43,16 @@ class MaskStrategy(ABC):
     Attributes:
         name: registry key, as written in parameter files and MLflow.
         trains_weights: whether the weights ``W`` receive gradients (dense training).
-        uses_scores: whether the layer holds trainable ``mask_scores``.
+        uses_scores: whether the layer holds ``mask_scores``.
+        trains_scores: whether those scores receive gradients (False: a fixed mask).
+        binary: whether every mask is in {0, 1} (False for the signed supermask's {−1, 0, +1}).
     """
 
     name: str = ""
     trains_weights: bool = False
     uses_scores: bool = True
+    trains_scores: bool = True
+    binary: bool = True
 
     def setup(self, initial_scores: torch.Tensor) -> torch.Tensor:
         """Per-layer constant(s) derived from the initial scores, stored as a buffer.
@@ -93,6 +97,7 @@ class SignedSupermaskStrategy(MaskStrategy):
     """
 
     name = "signed_supermask"
+    binary = False
 
     def __init__(self, threshold_factor: float = 0.4, threshold: float | None = None) -> None:
         if not 0.0 < float(threshold_factor) < 1.0:
@@ -115,8 +120,39 @@ class SignedSupermaskStrategy(MaskStrategy):
         return SignedThresholdMask.apply(scores, state)
 
 
+class FixedMaskStrategy(MaskStrategy):
+    """A fixed binary mask under which the kept weights train.
+
+    The layer's ``mask_scores`` hold the mask itself (1 = kept, 0 = pruned) and do not
+    train; the forward mask is those scores. Pruned weights contribute nothing, or, when
+    the network is given ``pruned_values``, a frozen value (Zhou et al.'s mask-0 action
+    ``freeze_init``). The gradient of a pruned weight is exactly 0.
+
+    Used for lottery-ticket retraining (Frankle & Carbin, ICLR 2019; Zhou et al.,
+    NeurIPS 2019) and for fine-tuning the weights under a learned supermask.
+    """
+
+    name = "fixed_mask"
+    trains_weights = True
+    trains_scores = False
+
+    def setup(self, initial_scores: torch.Tensor) -> torch.Tensor:
+        """Check that the scores are a 0/1 mask; returns 0 (no per-layer constant).
+
+        Raises:
+            ValueError: a value other than 0 and 1.
+        """
+        if not bool(((initial_scores == 0) | (initial_scores == 1)).all()):
+            raise ValueError("A fixed mask must hold only 0 (pruned) and 1 (kept).")
+        return torch.zeros((), dtype=initial_scores.dtype)
+
+    def mask(self, scores: torch.Tensor, state: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return scores
+
+
 MASK_STRATEGIES: dict[str, type[MaskStrategy]] = {
     DenseStrategy.name: DenseStrategy,
+    FixedMaskStrategy.name: FixedMaskStrategy,
     SignedSupermaskStrategy.name: SignedSupermaskStrategy,
 }
 

@@ -44,6 +44,13 @@ def xavier_uniform(layer: LayerSpec, generator: torch.Generator, scale: float | 
     return _uniform(layer.weight_shape, bound, generator)
 
 
+def xavier_normal(layer: LayerSpec, generator: torch.Generator, scale: float | None) -> torch.Tensor:
+    """N(0, scale / (fan_in + fan_out)) (default 2: Glorot & Bengio 2010, "Gaussian Glorot" of
+    Frankle & Carbin 2019 and Zhou et al. 2019)."""
+    std = math.sqrt((2.0 if scale is None else scale) / (layer.fan_in + layer.fan_out))
+    return torch.randn(layer.weight_shape, generator=generator, dtype=torch.float32) * std
+
+
 def kaiming_normal(layer: LayerSpec, generator: torch.Generator, scale: float | None) -> torch.Tensor:
     """N(0, scale / fan_in) (default 2: He et al. 2015, ReLU gain)."""
     std = math.sqrt((2.0 if scale is None else scale) / layer.fan_in)
@@ -59,6 +66,7 @@ INITIALIZERS: dict[str, Initializer] = {
     "signed_constant": signed_constant,
     "elu_uniform": elu_uniform,
     "xavier_uniform": xavier_uniform,
+    "xavier_normal": xavier_normal,
     "kaiming_normal": kaiming_normal,
     "kaiming_uniform": kaiming_uniform,
 }

@@ -34,10 +34,17 @@ class MaskedLayer(nn.Module):
     """A convolution (3×3, stride 1, padding 1) or dense layer whose weight is multiplied by a mask.
 
     Tensors (float32): ``weight`` of ``layer.weight_shape`` (trainable only under a
-    strategy with ``trains_weights``); ``mask_scores`` of the same shape (trainable,
-    only for strategies with ``uses_scores``); buffer ``mask_state``, a 0-d tensor
-    fixed at construction from the initial scores (the threshold τ of the signed
-    supermask). No bias: the signed-supermask networks have none.
+    strategy with ``trains_weights``); ``mask_scores`` of the same shape (only for
+    strategies with ``uses_scores``; trainable unless the strategy is a fixed mask);
+    buffer ``mask_state``, a 0-d tensor fixed at construction from the initial scores
+    (the threshold τ of the signed supermask); optional buffer ``pruned_values`` of the
+    weight's shape: the frozen value of every pruned weight (Zhou et al.'s mask-0
+    action ``freeze_init``), so that the effective weight is ``W ⊙ m + P ⊙ (1 − m)``.
+    No bias: the networks of this project have none.
+
+    Raises:
+        ValueError: missing scores for a strategy that uses them, or ``pruned_values``
+            with a strategy whose masks are not binary or of another shape.
     """
 
     def __init__(
@@ -46,6 +53,7 @@ class MaskedLayer(nn.Module):
         strategy: MaskStrategy,
         weight: torch.Tensor,
         mask_scores: torch.Tensor | None,
+        pruned_values: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.spec = layer
@@ -55,11 +63,24 @@ class MaskedLayer(nn.Module):
             if mask_scores is None:
                 raise ValueError(f"Method {strategy.name!r} needs mask scores for layer {layer.name!r}.")
             scores = mask_scores.detach().clone().float()
-            self.mask_scores = nn.Parameter(scores)
+            self.mask_scores = nn.Parameter(scores, requires_grad=strategy.trains_scores)
             self.register_buffer("mask_state", strategy.setup(scores))
         else:
             self.mask_scores = None
             self.register_buffer("mask_state", torch.zeros(()))
+        if pruned_values is not None:
+            if not (strategy.uses_scores and strategy.binary):
+                raise ValueError(
+                    f"Frozen pruned values need a binary mask strategy (e.g. fixed_mask), not {strategy.name!r}."
+                )
+            if tuple(pruned_values.shape) != layer.weight_shape:
+                raise ValueError(
+                    f"pruned_values for layer {layer.name!r} have shape {tuple(pruned_values.shape)}, "
+                    f"expected {layer.weight_shape}."
+                )
+            self.register_buffer("pruned_values", pruned_values.detach().clone().float())
+        else:
+            self.pruned_values = None
 
     def mask(self) -> torch.Tensor:
         """The forward-pass mask (differentiable with respect to the scores), shape of the weight."""
@@ -73,11 +94,15 @@ class MaskedLayer(nn.Module):
             return torch.ones_like(self.weight).detach()
         return self.strategy.final_mask(self.mask_scores, self.mask_state).detach()
 
-    def effective_weight(self) -> torch.Tensor:
-        """``W ⊙ mask`` (or ``W`` for the dense baseline), shape of the weight."""
+    def effective_weight(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``W ⊙ mask`` (``W`` for the dense baseline; ``W ⊙ m + P ⊙ (1 − m)`` with frozen
+        pruned values P), shape of the weight. ``mask``: default the forward-pass mask."""
         if self.mask_scores is None:
             return self.weight
-        return self.weight * self.mask()
+        mask = self.mask() if mask is None else mask
+        if self.pruned_values is None:
+            return self.weight * mask
+        return self.weight * mask + self.pruned_values * (1.0 - mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in, H, W) → (N, out, H, W) for a convolution; (N, in) → (N, out) for a dense layer."""
@@ -96,6 +121,8 @@ class MaskedNetwork(nn.Module):
         weights: layer name → weight tensor (float, the layer's weight shape).
         mask_scores: layer name → scores (same shapes); required when the strategy uses scores.
         activation: ``elu`` (Koster et al.) or ``relu`` (Zhou et al.), after every hidden layer.
+        pruned_values: layer name → frozen values of the pruned weights (same shapes), for a
+            binary mask strategy; None: pruned weights are 0.
 
     Input: images float32 (N, C, H, W) matching ``spec.input_shape``. Output: logits (N, classes).
 
@@ -112,6 +139,7 @@ class MaskedNetwork(nn.Module):
         weights: Mapping[str, torch.Tensor],
         mask_scores: Mapping[str, torch.Tensor] | None = None,
         activation: str = "elu",
+        pruned_values: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -122,7 +150,8 @@ class MaskedNetwork(nn.Module):
         for layer in layer_specs(spec):
             weight = _checked(weights, layer, "weights", _where(weights))
             scores = _checked(mask_scores, layer, "mask scores", _where(mask_scores)) if strategy.uses_scores else None
-            self.add_module(layer.name, MaskedLayer(layer, strategy, weight, scores))
+            frozen = None if pruned_values is None else _checked(pruned_values, layer, "pruned values", _where(pruned_values))
+            self.add_module(layer.name, MaskedLayer(layer, strategy, weight, scores, frozen))
             self.layer_names.append(layer.name)
 
     def masked_layers(self) -> list[MaskedLayer]:
@@ -150,9 +179,10 @@ class MaskedNetwork(nn.Module):
 
     @torch.no_grad()
     def effective_weights(self) -> dict[str, torch.Tensor]:
-        """Layer name → ``W ⊙ final mask`` as float32 on the CPU: the pruned network."""
+        """Layer name → ``W ⊙ final mask`` (plus frozen pruned values, if any) as float32 on
+        the CPU: the pruned network, evaluated by a dense network of these weights."""
         return {
-            layer.spec.name: (layer.weight * layer.final_mask()).detach().to("cpu", torch.float32, copy=True).contiguous()
+            layer.spec.name: layer.effective_weight(layer.final_mask()).detach().to("cpu", torch.float32, copy=True).contiguous()
             for layer in self.masked_layers()
         }
 
