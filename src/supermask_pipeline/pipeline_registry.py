@@ -5,6 +5,7 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline
 
 from supermask_pipeline.pipelines.data_processing.pipeline import create_pipeline as data_processing
+from supermask_pipeline.pipelines.lottery.pipeline import create_pipeline as lottery
 from supermask_pipeline.pipelines.mask_criteria.pipeline import create_pipeline as mask_criteria
 from supermask_pipeline.pipelines.training.pipeline import create_method_pipeline
 
@@ -13,15 +14,17 @@ METHOD_NAMESPACES = ("dense", "signed_supermask")
 
 def register_pipelines() -> dict[str, Pipeline]:
     """``data_processing``, ``init_weights``, one pipeline per method, ``mask_criteria`` (on the
-    dense run), and ``__default__`` (data and every method)."""
+    dense run), ``lottery`` (iterative pruning) and ``__default__`` (data and every training method)."""
     data = data_processing()
     methods = {name: create_method_pipeline(name) for name in METHOD_NAMESPACES}
     pipelines: dict[str, Pipeline] = {"data_processing": data}
+    lottery_pipeline = lottery()
     pipelines["init_weights"] = sum(
-        (p.only_nodes_with_tags("init_weights") for p in methods.values()), Pipeline([])
+        (p.only_nodes_with_tags("init_weights") for p in [*methods.values(), lottery_pipeline]), Pipeline([])
     )
     for name, method in methods.items():
         pipelines[name] = data + method
     pipelines["mask_criteria"] = data + methods["dense"] + mask_criteria("dense")
+    pipelines["lottery"] = data + lottery_pipeline
     pipelines["__default__"] = data + sum(methods.values(), Pipeline([]))
     return pipelines

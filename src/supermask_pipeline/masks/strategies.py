@@ -6,11 +6,18 @@ trainable ``mask_scores`` ``M`` of the same shape. A strategy maps ``M`` to a ma
 through a small autograd function, and the layer computes with ``W ⊙ mask``.
 Strategies differ only in that mapping and in how the gradient flows back.
 
+Learned binary supermasks (Bernoulli of Zhou et al. 2019, the threshold mask of
+Shlis, edge-popup of Ramanujan et al. 2020, ASLP of Dupont et al. 2022) are four
+more such mappings. The stochastic ones (``stochastic = True``) draw a new mask in
+:meth:`MaskStrategy.sample` from a generator the network owns; when sampling is
+off the layer uses the deterministic :meth:`MaskStrategy.mask`.
+
 Adding a strategy is one class and one row in :data:`MASK_STRATEGIES`.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -37,6 +44,28 @@ class SignedThresholdMask(torch.autograd.Function):
         return grad_output, None
 
 
+class StraightThrough(torch.autograd.Function):
+    """The value of ``hard`` with the gradient of ``soft`` (the straight-through estimator).
+
+    Forward: returns ``hard`` exactly (a copy), so a mask stays exactly 0/1 rather than
+    ``soft + (hard − soft)``, which rounding can move off 0/1. Backward: dL/dsoft = dL/dout,
+    nothing to ``hard``. Used by every learned binary mask below with a strategy-specific
+    ``soft`` surrogate (σ(M) for Bernoulli and threshold, |s| for edge-popup, the soft
+    Gumbel-softmax sample for ASLP). Source: Bengio, Léonard & Courville (2013).
+
+    Inputs: ``hard`` and ``soft``, float tensors of one shape and dtype.
+    Output: a tensor equal to ``hard``, of its shape and dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return hard.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):  # noqa: D102
+        return None, grad_output
+
+
 class MaskStrategy(ABC):
     """How mask scores become a mask, and which tensors train.
 
@@ -46,6 +75,13 @@ class MaskStrategy(ABC):
         uses_scores: whether the layer holds ``mask_scores``.
         trains_scores: whether those scores receive gradients (False: a fixed mask).
         binary: whether every mask is in {0, 1} (False for the signed supermask's {−1, 0, +1}).
+        stochastic: whether :meth:`sample` draws a random mask (Bernoulli, ASLP); the layer
+            samples only while sampling is on (training mode, or
+            :meth:`~supermask_pipeline.models.MaskedNetwork.sampling`), else uses :meth:`mask`.
+        learn_scale: whether every layer gets a learnable scalar ``scale`` (start 1) that
+            multiplies its effective weight (ASLP's rescaling, Dupont et al. 2022).
+        scale_learning_rate: the learning rate of those scales (their own optimizer group,
+            weight decay 0); None when ``learn_scale`` is False.
     """
 
     name: str = ""
@@ -53,6 +89,9 @@ class MaskStrategy(ABC):
     uses_scores: bool = True
     trains_scores: bool = True
     binary: bool = True
+    stochastic: bool = False
+    learn_scale: bool = False
+    scale_learning_rate: float | None = None
 
     def setup(self, initial_scores: torch.Tensor) -> torch.Tensor:
         """Per-layer constant(s) derived from the initial scores, stored as a buffer.
@@ -64,7 +103,14 @@ class MaskStrategy(ABC):
 
     @abstractmethod
     def mask(self, scores: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """The mask used in the forward pass (differentiable with respect to scores)."""
+        """The deterministic forward-pass mask (differentiable with respect to scores), shape of ``scores``."""
+
+    def sample(self, scores: torch.Tensor, state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A random forward-pass mask drawn with ``generator`` (on the device of ``scores``).
+
+        Default, for deterministic strategies: :meth:`mask` (``generator`` unused).
+        """
+        return self.mask(scores, state)
 
     def final_mask(self, scores: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """The deterministic mask saved at the end of training (default: the forward mask)."""
@@ -150,10 +196,197 @@ class FixedMaskStrategy(MaskStrategy):
         return scores
 
 
+def _check_number(value: object, name: str, method: str, low: float, high: float | None, hint: str) -> float:
+    """``value`` as a float in (low, high] (``high`` None: (low, ∞)), else a ValueError naming option and fix."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and value > low and (high is None or value <= high):
+        return float(value)
+    where = f"({low:g}, {high:g}]" if high is not None else f"({low:g}, ∞)"
+    raise ValueError(f"{method}.{name} must be a number in {where}, got {value!r}. {hint}")
+
+
+def _sigmoid_threshold(scores: torch.Tensor) -> torch.Tensor:
+    """1[σ(M) > 0.5] with the gradient of σ(M).
+
+    The hard part is computed as ``M > 0``, which equals σ(M) > 0.5 exactly: in float32
+    σ(M) rounds to 0.5 for |M| < 3e-8, so a test on σ(M) would prune some M > 0. At the
+    boundary M = 0 (σ(M) = 0.5 exactly) the weight is pruned (strict inequality).
+    """
+    soft = torch.sigmoid(scores)
+    return StraightThrough.apply((scores.detach() > 0).to(scores.dtype), soft)
+
+
+class BernoulliStrategy(MaskStrategy):
+    """Learned Bernoulli supermask of Zhou, Lan, Liu & Yosinski (NeurIPS 2019), Section 5.
+
+    Training (sampling on): m ~ Bernoulli(σ(M)), a new mask every forward pass, shared by
+    the whole batch, drawn as ``1[u < σ(M)]`` with u ~ U[0, 1) from the network's generator.
+    Gradient: straight through the sampling to σ(M), dL/dM = dL/dm · σ(M)(1 − σ(M)).
+    Deterministic mask (sampling off, and the saved final mask): 1[σ(M) > 0.5], i.e.
+    ``M > 0``; σ(M) = 0.5 exactly (M = 0) is pruned. Logits start at 0 (``constant``
+    initialiser), so every weight starts with keep probability 0.5. Test accuracy in the
+    paper is the mean over 10 sampled masks
+    (:func:`~supermask_pipeline.training.evaluate_sampled`).
+    """
+
+    name = "bernoulli"
+    stochastic = True
+
+    def mask(self, scores: torch.Tensor, state: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return _sigmoid_threshold(scores)
+
+    def sample(self, scores: torch.Tensor, state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """m = 1[u < σ(M)], u ~ U[0, 1) from ``generator``; value 0/1 of the dtype of ``scores``, gradient through σ(M)."""
+        soft = torch.sigmoid(scores)
+        uniform = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
+        return StraightThrough.apply((uniform < soft.detach()).to(scores.dtype), soft)
+
+
+class ThresholdStrategy(MaskStrategy):
+    """Deterministic threshold supermask (Shlis, "supermasks" blog post; see METHODS.md).
+
+    m = σ(M) + stopgrad(1[σ(M) > 0.5] − σ(M)): the forward value is the hard mask
+    1[σ(M) > 0.5], the gradient is that of σ(M), dL/dM = dL/dm · σ(M)(1 − σ(M)).
+    σ(M) = 0.5 exactly (M = 0) is pruned; the test is computed as ``M > 0`` so that
+    float32 rounding of σ near 0.5 cannot flip it. Logits start at 1 (``constant``
+    initialiser with scale 1): every weight starts kept.
+    """
+
+    name = "threshold"
+
+    def mask(self, scores: torch.Tensor, state: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return _sigmoid_threshold(scores)
+
+
+def top_k_mask(values: torch.Tensor, keep_fraction: float) -> torch.Tensor:
+    """1 for the ``round(keep_fraction · numel)`` largest entries of ``values``, else 0.
+
+    Exactly that many ones, however many ties: equal values are ranked by their
+    position in row-major (flattened) order, the earlier one kept (a stable sort), so
+    the result is deterministic on every device. ``round`` is Python's (an exact half
+    goes to the even integer), the rule of :func:`supermask_pipeline.masks.keep_count`.
+
+    Args:
+        values: float tensor of any shape, no NaN.
+        keep_fraction: fraction of the entries kept, in [0, 1].
+
+    Returns:
+        A tensor of the shape, dtype and device of ``values`` holding 0 and 1 (no gradient).
+    """
+    flat = values.detach().reshape(-1)
+    k = round(float(keep_fraction) * flat.numel())
+    order = torch.argsort(flat, descending=True, stable=True)
+    mask = torch.zeros_like(flat)
+    mask[order[:k]] = 1.0
+    return mask.reshape(values.shape)
+
+
+class EdgePopupStrategy(MaskStrategy):
+    """Edge-popup of Ramanujan, Wortsman, Kembhavi, Farhadi & Rastegari (CVPR 2020), Section 3.
+
+    Per layer the ``round(keep_fraction · numel)`` weights with the largest |s| are kept
+    (ties: the earlier position in row-major order, see :func:`top_k_mask`). The gradient
+    passes straight through the top-k selection to |s| (identity, Algorithm 1), and so
+    reaches the score as dL/ds = sign(s) · dL/dm, as in the authors' code, which ranks
+    ``scores.abs()``; the sign factor keeps the update direction right for negative scores.
+    Scores start kaiming-uniform; weights kaiming-normal or the signed Kaiming constant
+    (network option ``weight_transform: signed_kaiming_constant``).
+
+    Args:
+        keep_fraction: fraction of every layer's weights KEPT (their code's "prune rate" k
+            is used both ways; here it is unambiguously the kept fraction; best near 0.5).
+
+    Raises:
+        ValueError: ``keep_fraction`` not a number in (0, 1].
+    """
+
+    name = "edge_popup"
+
+    def __init__(self, keep_fraction: float = 0.5) -> None:
+        self.keep_fraction = _check_number(
+            keep_fraction, "keep_fraction", self.name, 0.0, 1.0,
+            "It is the fraction of each layer's weights kept (0.5 keeps half; 1 keeps all).",
+        )
+
+    def mask(self, scores: torch.Tensor, state: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        magnitude = scores.abs()
+        return StraightThrough.apply(top_k_mask(magnitude, self.keep_fraction), magnitude)
+
+
+def gumbel_softmax_keep(logits: torch.Tensor, gumbels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hard Gumbel-softmax sample over the two logits [m, 0] (keep, prune), straight-through.
+
+    With Gumbel noise g_keep, g_prune: the soft sample is
+    softmax([m + g_keep, g_prune] / T)[keep] = σ((m + g_keep − g_prune) / T), the hard sample
+    is 1[m + g_keep ≥ g_prune] (its keep probability is σ(m) for every T > 0), and the
+    result has the hard value with the soft sample's gradient,
+    dL/dm = dL/dmask · σ'((m + g_keep − g_prune) / T) / T (Jang et al. 2017, straight-through
+    Gumbel-softmax; Dupont et al. 2022, Section 3).
+
+    Args:
+        logits: float tensor m of any shape.
+        gumbels: float tensor (2, *m.shape): ``gumbels[0]`` the keep noise, ``gumbels[1]`` the prune noise.
+        temperature: T > 0.
+
+    Returns:
+        0/1 tensor of the shape and dtype of ``logits``.
+    """
+    difference = logits + gumbels[0] - gumbels[1]
+    soft = torch.sigmoid(difference / temperature)
+    return StraightThrough.apply((difference.detach() >= 0).to(logits.dtype), soft)
+
+
+class ASLPStrategy(MaskStrategy):
+    """ASLP of Dupont, Alaoui, Sahbi & Lebois (2022, arXiv 2202.12986), Section 3.
+
+    A logit m per weight (start 0); the two-class logits are [m, 0] (keep, prune). Every
+    forward pass in training draws one hard Gumbel-softmax sample per weight, shared by
+    the batch, with the straight-through estimator of the soft sample at ``temperature``
+    (:func:`gumbel_softmax_keep`); P(keep) = σ(m). Deterministic mask (sampling off, and
+    the saved final mask): keep where m ≥ 0 (m = 0 is kept), with the gradient of σ(m/T).
+
+    Args:
+        temperature: T of the soft sample (> 0; 1 in the paper).
+        learn_scale: give every layer a learnable scalar s (start 1) multiplying its
+            effective weight (the paper's rescaling), trained with ``scale_learning_rate``
+            in a group of its own with weight decay 0.
+        scale_learning_rate: learning rate of the scales (> 0; 1e-3 in the paper, SGD).
+
+    Raises:
+        ValueError: a non-positive temperature or scale learning rate, or ``learn_scale``
+            not a boolean.
+    """
+
+    name = "aslp"
+    stochastic = True
+
+    def __init__(self, temperature: float = 1.0, learn_scale: bool = False, scale_learning_rate: float = 1e-3) -> None:
+        self.temperature = _check_number(temperature, "temperature", self.name, 0.0, None, "The paper uses 1.")
+        if not isinstance(learn_scale, bool):
+            raise ValueError(f"aslp.learn_scale must be true or false, got {learn_scale!r}.")
+        rate = _check_number(scale_learning_rate, "scale_learning_rate", self.name, 0.0, None, "The paper uses 1e-3.")
+        self.learn_scale = learn_scale
+        self.scale_learning_rate = rate if learn_scale else None
+
+    def mask(self, scores: torch.Tensor, state: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        soft = torch.sigmoid(scores / self.temperature)
+        return StraightThrough.apply((scores.detach() >= 0).to(scores.dtype), soft)
+
+    def sample(self, scores: torch.Tensor, state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One hard Gumbel-softmax sample per weight (Gumbel noise −log(−log u), u ~ U[0, 1) from ``generator``)."""
+        uniform = torch.rand((2, *scores.shape), generator=generator, device=scores.device, dtype=scores.dtype)
+        gumbels = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(scores.dtype).tiny)))
+        return gumbel_softmax_keep(scores, gumbels, self.temperature)
+
+
 MASK_STRATEGIES: dict[str, type[MaskStrategy]] = {
     DenseStrategy.name: DenseStrategy,
     FixedMaskStrategy.name: FixedMaskStrategy,
     SignedSupermaskStrategy.name: SignedSupermaskStrategy,
+    BernoulliStrategy.name: BernoulliStrategy,
+    ThresholdStrategy.name: ThresholdStrategy,
+    EdgePopupStrategy.name: EdgePopupStrategy,
+    ASLPStrategy.name: ASLPStrategy,
 }
 
 

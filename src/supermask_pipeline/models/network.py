@@ -4,11 +4,19 @@ Each masked layer computes with ``W ⊙ mask`` where the mask comes from its tra
 ``mask_scores`` through a :class:`~supermask_pipeline.masks.MaskStrategy` (for the
 dense baseline the mask is all ones and ``W`` trains). See Ramanujan et al. (2020)
 for the mechanism and Koster et al. (2022) for the signed variant.
+
+Options shared by every strategy live here, once: a weight transform applied at
+construction (Zhou et al.'s signed constant, Ramanujan et al.'s signed Kaiming
+constant), Zhou et al.'s dynamic weight rescaling, a learnable per-layer scale (for
+strategies with ``learn_scale``, ASLP), and the seeded generator from which
+stochastic strategies (Bernoulli, ASLP) draw their masks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +38,99 @@ def get_activation(name: str):
     return lookup(ACTIVATIONS, name, "activation")
 
 
+def _keep_weights(weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor:
+    return weight
+
+
+def _signed_constant(weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor:
+    return torch.sign(weight) * weight.std(correction=0)
+
+
+def _signed_kaiming_constant(weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor:
+    return torch.sign(weight) * math.sqrt(2.0 / layer.fan_in)
+
+
+#: Weight transforms applied once when a layer is built: name → (weight, layer) → weight.
+WEIGHT_TRANSFORMS: dict[str, Callable[[torch.Tensor, LayerSpec], torch.Tensor]] = {
+    "none": _keep_weights,
+    "signed_constant": _signed_constant,
+    "signed_kaiming_constant": _signed_kaiming_constant,
+}
+
+
+def transform_weight(weight: torch.Tensor, layer: LayerSpec, transform: str) -> torch.Tensor:
+    """The layer's weight after ``transform`` (float32, shape of ``weight``).
+
+    - ``none``: unchanged.
+    - ``signed_constant``: sign(W) · std(W), the population standard deviation (ddof 0) of
+      this layer's weights: Zhou et al. (NeurIPS 2019), Section 4, "signed constant". Not
+      the ``signed_constant`` *initialiser*, which draws Koster et al.'s ±sqrt(6/fan_in).
+    - ``signed_kaiming_constant``: sign(W) · sqrt(2 / fan_in): Ramanujan et al. (CVPR 2020),
+      Section 4, "Signed Kaiming Constant".
+
+    A weight exactly 0 stays 0 (sign(0) = 0).
+
+    Raises:
+        ValueError: unknown transform; the message lists the choices.
+    """
+    return lookup(WEIGHT_TRANSFORMS, transform, "weight transform")(weight.float(), layer)
+
+
+def rescale_factor(mask: torch.Tensor) -> torch.Tensor:
+    """numel / Σ|m| for one layer's mask, detached (0-d, dtype and device of ``mask``).
+
+    Zhou et al. (NeurIPS 2019), Section 5, dynamic weight rescaling: the effective weight
+    W ⊙ m is multiplied by this factor so that the layer's total input scale stays
+    constant as the mask thins. It is a constant of the forward pass (no gradient flows
+    through the count). An all-zero mask (Σ|m| = 0) gives 1: the layer's output is 0 anyway.
+    """
+    kept = mask.detach().abs().sum()
+    return torch.where(kept > 0, mask.numel() / kept.clamp_min(1e-12), torch.ones_like(kept))
+
+
+class MaskSampler:
+    """The seeded generator from which a network's stochastic strategies draw masks, and the switch.
+
+    One sampler is shared by all layers of a :class:`MaskedNetwork`. The generator lives on
+    the device of the scores and is created lazily there from ``seed`` (a
+    ``torch.Generator`` cannot move between devices; after a move the stream restarts from
+    ``seed``). Its state is saved in training checkpoints (``rng.mask_sampling``) so that a
+    resumed run draws the same masks.
+
+    Attributes:
+        seed: seed of the generator (integer ≥ 0).
+        enabled: None: sample exactly in training mode; True/False: force sampling on/off.
+
+    Raises:
+        ValueError: a seed that is not an integer ≥ 0.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.enabled: bool | None = None
+        self._generator: torch.Generator | None = None
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the stream from ``seed`` (the generator is rebuilt at the next draw)."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"The mask-sampling seed must be an integer ≥ 0, got {seed!r}.")
+        self.seed = seed
+        self._generator = None
+
+    def generator(self, device: torch.device | str) -> torch.Generator:
+        """The generator on ``device`` (created from ``seed`` if there is none on that device yet)."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generator
+
+    def active(self, training: bool) -> bool:
+        """Whether a layer in ``training`` mode samples now."""
+        return training if self.enabled is None else self.enabled
+
+
 class MaskedLayer(nn.Module):
     """A convolution (3×3, stride 1, padding 1) or dense layer whose weight is multiplied by a mask.
 
@@ -39,12 +140,23 @@ class MaskedLayer(nn.Module):
     buffer ``mask_state``, a 0-d tensor fixed at construction from the initial scores
     (the threshold τ of the signed supermask); optional buffer ``pruned_values`` of the
     weight's shape: the frozen value of every pruned weight (Zhou et al.'s mask-0
-    action ``freeze_init``), so that the effective weight is ``W ⊙ m + P ⊙ (1 − m)``.
+    action ``freeze_init``), so that the effective weight is ``W ⊙ m + P ⊙ (1 − m)``;
+    for a strategy with ``learn_scale`` a trainable 0-d ``scale`` (start 1).
     No bias: the networks of this project have none.
 
+    Effective weight: ``s · (W ⊙ m · r + P ⊙ (1 − m))`` where r is
+    :func:`rescale_factor` with ``rescale`` (else 1), P the frozen pruned values (else 0)
+    and s the learnable scale (else 1).
+
+    Keyword-only args:
+        weight_transform: applied to ``weight`` once, here (see :func:`transform_weight`).
+        rescale: Zhou et al.'s dynamic weight rescaling (:func:`rescale_factor`).
+        sampler: the :class:`MaskSampler` of the network (a fresh one, seed 0, if None).
+
     Raises:
-        ValueError: missing scores for a strategy that uses them, or ``pruned_values``
-            with a strategy whose masks are not binary or of another shape.
+        ValueError: missing scores for a strategy that uses them, ``pruned_values``
+            with a strategy whose masks are not binary or of another shape, or an
+            unknown weight transform.
     """
 
     def __init__(
@@ -54,11 +166,20 @@ class MaskedLayer(nn.Module):
         weight: torch.Tensor,
         mask_scores: torch.Tensor | None,
         pruned_values: torch.Tensor | None = None,
+        *,
+        weight_transform: str = "none",
+        rescale: bool = False,
+        sampler: MaskSampler | None = None,
     ) -> None:
         super().__init__()
         self.spec = layer
         self.strategy = strategy
-        self.weight = nn.Parameter(weight.detach().clone().float(), requires_grad=strategy.trains_weights)
+        self.rescale = bool(rescale)
+        self.sampler = sampler if sampler is not None else MaskSampler()
+        self.fixed_mask: torch.Tensor | None = None  # set by MaskedNetwork.frozen_sample
+        weight = transform_weight(weight.detach(), layer, weight_transform)
+        self.weight = nn.Parameter(weight.clone().float(), requires_grad=strategy.trains_weights)
+        self.scale = nn.Parameter(torch.ones(())) if strategy.learn_scale else None
         if strategy.uses_scores:
             if mask_scores is None:
                 raise ValueError(f"Method {strategy.name!r} needs mask scores for layer {layer.name!r}.")
@@ -83,9 +204,17 @@ class MaskedLayer(nn.Module):
             self.pruned_values = None
 
     def mask(self) -> torch.Tensor:
-        """The forward-pass mask (differentiable with respect to the scores), shape of the weight."""
+        """The forward-pass mask, shape of the weight: a frozen sample if one is set, else a
+        fresh sample of a stochastic strategy while sampling is on (training mode, or forced
+        by the sampler), else the strategy's deterministic mask; differentiable with respect
+        to the scores except for a frozen sample."""
         if self.mask_scores is None:
             return torch.ones_like(self.weight)
+        if self.fixed_mask is not None:
+            return self.fixed_mask
+        if self.strategy.stochastic and self.sampler.active(self.training):
+            generator = self.sampler.generator(self.mask_scores.device)
+            return self.strategy.sample(self.mask_scores, self.mask_state, generator)
         return self.strategy.mask(self.mask_scores, self.mask_state)
 
     def final_mask(self) -> torch.Tensor:
@@ -95,14 +224,18 @@ class MaskedLayer(nn.Module):
         return self.strategy.final_mask(self.mask_scores, self.mask_state).detach()
 
     def effective_weight(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``W ⊙ mask`` (``W`` for the dense baseline; ``W ⊙ m + P ⊙ (1 − m)`` with frozen
-        pruned values P), shape of the weight. ``mask``: default the forward-pass mask."""
+        """``s · (W ⊙ m · r + P ⊙ (1 − m))`` (see the class docstring; ``W`` for the dense
+        baseline), shape of the weight. ``mask``: default the forward-pass mask."""
         if self.mask_scores is None:
-            return self.weight
-        mask = self.mask() if mask is None else mask
-        if self.pruned_values is None:
-            return self.weight * mask
-        return self.weight * mask + self.pruned_values * (1.0 - mask)
+            weight = self.weight
+        else:
+            mask = self.mask() if mask is None else mask
+            weight = self.weight * mask
+            if self.rescale:
+                weight = weight * rescale_factor(mask)
+            if self.pruned_values is not None:
+                weight = weight + self.pruned_values * (1.0 - mask)
+        return weight if self.scale is None else weight * self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in, H, W) → (N, out, H, W) for a convolution; (N, in) → (N, out) for a dense layer."""
@@ -124,12 +257,25 @@ class MaskedNetwork(nn.Module):
         pruned_values: layer name → frozen values of the pruned weights (same shapes), for a
             binary mask strategy; None: pruned weights are 0.
 
+    Keyword-only args:
+        weight_transform: ``none``, ``signed_constant`` (Zhou et al.: sign(W)·std of the
+            layer) or ``signed_kaiming_constant`` (Ramanujan et al.: sign(W)·sqrt(2/fan_in)),
+            applied to ``weights`` once here (see :func:`transform_weight`).
+        rescale: Zhou et al.'s dynamic weight rescaling, W ⊙ m · numel/Σm per layer.
+        sampling_seed: seed of the generator of stochastic strategies (the training engine
+            reseeds it from ``TrainingConfig.seed``).
+
+    Sampling (stochastic strategies: Bernoulli, ASLP): a new mask every forward pass in
+    training mode; the deterministic final mask in eval mode, unless :meth:`sampling`
+    forces it on (or off), or :meth:`frozen_sample` holds one drawn mask fixed.
+
     Input: images float32 (N, C, H, W) matching ``spec.input_shape``. Output: logits (N, classes).
 
     Raises:
         ValueError: a layer missing from ``weights``/``mask_scores`` or a shape mismatch
             (the message names the file when known, the layer, expected and found shapes),
-            a non-floating dtype or NaN/infinite values, or an unknown activation.
+            a non-floating dtype or NaN/infinite values, an unknown activation or weight
+            transform, or a bad sampling seed.
     """
 
     def __init__(
@@ -140,23 +286,92 @@ class MaskedNetwork(nn.Module):
         mask_scores: Mapping[str, torch.Tensor] | None = None,
         activation: str = "elu",
         pruned_values: Mapping[str, torch.Tensor] | None = None,
+        *,
+        weight_transform: str = "none",
+        rescale: bool = False,
+        sampling_seed: int = 0,
     ) -> None:
         super().__init__()
         self.spec = spec
         self.strategy = strategy
         self.activation_name = activation
         self._activation = get_activation(activation)
+        lookup(WEIGHT_TRANSFORMS, weight_transform, "weight transform")
+        if not isinstance(rescale, bool):
+            raise ValueError(f"rescale must be true or false, got {rescale!r}.")
+        self.weight_transform = weight_transform
+        self.rescale = rescale
+        self.sampler = MaskSampler(sampling_seed)
         self.layer_names: list[str] = []
         for layer in layer_specs(spec):
             weight = _checked(weights, layer, "weights", _where(weights))
             scores = _checked(mask_scores, layer, "mask scores", _where(mask_scores)) if strategy.uses_scores else None
             frozen = None if pruned_values is None else _checked(pruned_values, layer, "pruned values", _where(pruned_values))
-            self.add_module(layer.name, MaskedLayer(layer, strategy, weight, scores, frozen))
+            self.add_module(
+                layer.name,
+                MaskedLayer(
+                    layer, strategy, weight, scores, frozen,
+                    weight_transform=weight_transform, rescale=rescale, sampler=self.sampler,
+                ),
+            )
             self.layer_names.append(layer.name)
 
     def masked_layers(self) -> list[MaskedLayer]:
         """The masked layers in forward order."""
         return [getattr(self, name) for name in self.layer_names]
+
+    def mask_generator(self) -> torch.Generator:
+        """The generator of stochastic masks, on the device of the network's weights."""
+        return self.sampler.generator(self.masked_layers()[0].weight.device)
+
+    def seed_mask_sampling(self, seed: int) -> None:
+        """Restart the mask-sampling stream from ``seed`` (integer ≥ 0; ValueError otherwise)."""
+        self.sampler.reseed(seed)
+
+    @contextmanager
+    def sampling(self, enabled: bool = True) -> Iterator[MaskedNetwork]:
+        """Within the block, stochastic strategies sample a new mask every forward pass
+        (``enabled``) or use the deterministic mask (not ``enabled``), whatever the mode."""
+        previous, self.sampler.enabled = self.sampler.enabled, bool(enabled)
+        try:
+            yield self
+        finally:
+            self.sampler.enabled = previous
+
+    @contextmanager
+    def frozen_sample(self, generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """Draw one mask per layer and use it for every forward pass within the block.
+
+        For evaluating one sampled mask on a whole data set (Zhou et al. average test
+        accuracy over 10 of them). Deterministic strategies give their deterministic mask.
+
+        Args:
+            generator: draws the masks, on the network's device; default :meth:`mask_generator`.
+
+        Yields:
+            layer name → the drawn mask (float 0/1 of the weight's shape, on the device).
+        """
+        generator = self.mask_generator() if generator is None else generator
+        drawn = {}
+        with torch.no_grad():
+            for layer in self.masked_layers():
+                if layer.mask_scores is not None:
+                    drawn[layer.spec.name] = layer.strategy.sample(layer.mask_scores, layer.mask_state, generator).detach()
+        try:
+            for layer in self.masked_layers():
+                layer.fixed_mask = drawn.get(layer.spec.name)
+            yield drawn
+        finally:
+            for layer in self.masked_layers():
+                layer.fixed_mask = None
+
+    def learning_rate_overrides(self) -> dict[str, float]:
+        """Parameter name (as in ``named_parameters``) → its own learning rate: the learnable
+        scales of a strategy with ``learn_scale`` (ASLP). The training engine puts them in an
+        optimizer group of their own with weight decay 0."""
+        if not self.strategy.learn_scale:
+            return {}
+        return {f"{name}.scale": float(self.strategy.scale_learning_rate) for name in self.layer_names}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         layers = iter(self.masked_layers())
@@ -179,8 +394,9 @@ class MaskedNetwork(nn.Module):
 
     @torch.no_grad()
     def effective_weights(self) -> dict[str, torch.Tensor]:
-        """Layer name → ``W ⊙ final mask`` (plus frozen pruned values, if any) as float32 on
-        the CPU: the pruned network, evaluated by a dense network of these weights."""
+        """Layer name → the effective weight under the final mask (``W ⊙ m``, with the
+        rescaling, frozen pruned values and learnable scale where set) as float32 on the CPU:
+        the pruned network, evaluated by a dense network of these weights."""
         return {
             layer.spec.name: layer.effective_weight(layer.final_mask()).detach().to("cpu", torch.float32, copy=True).contiguous()
             for layer in self.masked_layers()

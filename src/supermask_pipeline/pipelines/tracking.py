@@ -32,8 +32,11 @@ def log_effective_parameters(prefix: str, values: dict[str, object]) -> None:
         mlflow.log_params({f"{prefix}.{key}": value for key, value in values.items()})
 
 
-def live_metric_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:
-    """An ``on_epoch_end`` callback that logs ``<prefix>.<metric>`` at ``step=epoch``.
+def live_metric_logger(
+    prefix: str, names: tuple[str, ...] = LIVE_METRICS
+) -> Callable[[int, dict[str, float]], None]:
+    """An ``on_epoch_end`` callback ``(step, row)`` that logs ``<prefix>.<name>`` at ``step``
+    for every ``name`` in ``names`` that the row holds (per epoch: the engine's history columns).
 
     Each (metric, step) is logged at most once per run: steps the active run already holds
     (a resumed run re-reports its restored epochs; a user may also continue one MLflow run
@@ -50,12 +53,12 @@ def live_metric_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:
             seen_run[:] = [run.info.run_id]
             client = mlflow.MlflowClient()
             logged.clear()
-            for name in LIVE_METRICS:
+            for name in names:
                 key = f"{prefix}.{name}"
                 logged[key] = {m.step for m in client.get_metric_history(run.info.run_id, key)}
         metrics = {
             f"{prefix}.{name}": float(row[name])
-            for name in LIVE_METRICS
+            for name in names
             if name in row and not math.isnan(float(row[name])) and int(epoch) not in logged[f"{prefix}.{name}"]
         }
         if metrics:

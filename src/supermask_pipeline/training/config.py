@@ -14,6 +14,7 @@ PRECISIONS = ("fp32", "bf16")
 #: so changing them never forces a checkpointed run to start over.
 OPERATIONAL_FIELDS = ("eval_batch_size", "device", "show_progress", "checkpoint_every", "resume", "channels_last")
 WEIGHT_DECAY_MODES = ("decoupled", "l2")
+LR_SCHEDULES = ("exponential", "cosine")
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002
@@ -28,6 +29,15 @@ class TrainingConfig:
     with Nesterov momentum 0.9, decoupled weight decay 5e-4 applied every step and
     not scaled by the learning rate (TensorFlow Addons' SGDW), learning rate and
     weight decay both decayed by 0.9 every 10 epochs (continuously), batch 128.
+    The defaults of the fields added for the learned supermasks (``lr_schedule``,
+    ``early_stopping_patience``, ``restore_best``) keep that recipe unchanged.
+
+    Recipes of the learned supermasks (METHODS.md) in these fields: edge-popup
+    (Ramanujan et al. 2020) ``lr_schedule: cosine``, learning rate 0.1, momentum 0.9,
+    ``weight_decay: 1e-4`` with ``weight_decay_mode: l2`` (PyTorch's SGD weight decay, on
+    the scores), 100 epochs, batch 128; Bernoulli (Zhou et al. 2019) SGD momentum 0.9,
+    learning rate 100; ASLP (Dupont et al. 2022) learning rate 50, momentum 0.9, batch
+    256, ``early_stopping_patience`` > 0 with ``restore_best: true``.
 
     Raises (from :meth:`from_params`):
         ValueError: an unknown key (the message lists the known ones) or a value of
@@ -40,7 +50,12 @@ class TrainingConfig:
     learning_rate: float = _f(0.05, "initial learning rate")
     momentum: float = _f(0.9, "SGD momentum")
     nesterov: bool = _f(True, "Nesterov momentum (SGD only)")
-    weight_decay: float = _f(5e-4, "weight decay on the trained tensors (scores or weights)")
+    weight_decay: float = _f(
+        5e-4,
+        "weight decay on every trained tensor: the mask scores of a mask method (edge-popup: 1e-4, l2), the "
+        "weights of dense or fixed-mask training; not on tensors with a learning rate of their own (ASLP's "
+        "learnable scales: weight decay 0)",
+    )
     weight_decay_mode: str = _f(
         "decoupled",
         "decoupled: p ← p·(1 − wd_t) each step, not scaled by the learning rate (SGDW); "
@@ -48,6 +63,22 @@ class TrainingConfig:
     )
     lr_decay_rate: float = _f(0.9, "learning rate and weight decay multiplied by this every lr_decay_epochs (1: no decay)")
     lr_decay_epochs: float = _f(10.0, "epochs per decay_rate factor; the decay is continuous (per step)")
+    lr_schedule: str = _f(
+        "exponential",
+        "exponential: lr·lr_decay_rate^(t / (lr_decay_epochs·steps per epoch)) (Koster et al. 2022); "
+        "cosine: lr·½(1 + cos(π·t/T)) over all T = epochs·steps per epoch steps (Ramanujan et al. 2020); "
+        "t counts optimizer steps; decoupled weight decay follows the same factor",
+    )
+    early_stopping_patience: int = _f(
+        0,
+        "stop after this many epochs in a row without a new best validation accuracy (needs validation "
+        "data; Zhou et al. 2019, Dupont et al. 2022); 0: off",
+    )
+    restore_best: bool = _f(
+        False,
+        "at the end load the model state of the epoch with the best validation accuracy (the earliest on "
+        "ties; needs validation data); false: keep the last state",
+    )
     eval_batch_size: int = _f(2000, "images per forward pass in evaluation")
     device: str = _f("auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     seed: int = _f(0, "seed of batch order and any sampling during training")
@@ -70,7 +101,7 @@ class TrainingConfig:
             positive(name, (int, float), "number")
         if self.precision not in PRECISIONS:
             raise ValueError(f"training.precision must be one of {PRECISIONS}, got {self.precision!r}.")
-        for name in ("deterministic", "show_progress", "nesterov", "resume", "channels_last"):
+        for name in ("deterministic", "show_progress", "nesterov", "resume", "channels_last", "restore_best"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"training.{name} must be true or false, got {getattr(self, name)!r}.")
         if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
@@ -83,6 +114,14 @@ class TrainingConfig:
                 raise ValueError(f"training.{name} must be a number ≥ 0, got {value!r}.")
         if not 0 < self.lr_decay_rate <= 1:
             raise ValueError(f"training.lr_decay_rate must lie in (0, 1], got {self.lr_decay_rate!r}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"training.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
+        patience = self.early_stopping_patience
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(
+                f"training.early_stopping_patience must be an integer ≥ 0 (epochs without a better validation "
+                f"accuracy; 0: no early stopping), got {patience!r}."
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"training.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
         if self.weight_decay_mode not in WEIGHT_DECAY_MODES:

@@ -3,14 +3,16 @@
 The method (a :class:`~supermask_pipeline.masks.MaskStrategy` inside the network)
 decides which tensors train and how the effective weight is formed; the engine owns
 batching, the optimizer and its schedule, evaluation, progress display and the
-per-epoch history. The data stay as tensors on the device; a batch is an index
-slice of a seeded permutation, so no DataLoader or per-sample Python runs.
+per-epoch history, early stopping. The data stay as tensors on the device; a batch
+is an index slice of a seeded permutation, so no DataLoader or per-sample Python runs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -139,6 +141,65 @@ def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 2000) -> d
     return {"loss": float(loss_sum) / n, "accuracy": float(correct) / n}
 
 
+@torch.no_grad()
+def evaluate_sampled(
+    model: nn.Module, data: TensorDataset, samples: int = 10, batch_size: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """Loss and accuracy over ``samples`` masks drawn from a stochastic strategy (Bernoulli, ASLP).
+
+    Each mask is drawn once per layer and held fixed for the whole of ``data``
+    (:meth:`~supermask_pipeline.models.MaskedNetwork.frozen_sample`); Zhou et al. (NeurIPS
+    2019, Section 5) report the mean test accuracy over 10 such masks. The masks come from
+    a generator of its own seeded with ``seed`` on the model's device, so the result does
+    not depend on how far training advanced the network's own sampling stream. For a
+    deterministic strategy every sample is the deterministic mask (std 0). The accuracy of
+    the deterministic final mask is :func:`evaluate`.
+
+    Args:
+        model: a :class:`~supermask_pipeline.models.MaskedNetwork` on the data's device.
+        data: images float32 (N, C, H, W) and labels int64 (N,) on one device.
+        samples: number of masks drawn (≥ 1).
+        batch_size: images per forward pass (memory only).
+        seed: seed of the sampling generator (integer ≥ 0).
+
+    Returns:
+        ``{"accuracy_mean", "accuracy_std", "loss_mean", "loss_std"}``: accuracies as
+        fractions, losses as mean cross-entropy in nats; std is the sample standard
+        deviation over the masks (ddof 1; 0 for one sample).
+
+    Raises:
+        ValueError: a model without ``frozen_sample`` (not a masked network), or
+            ``samples``/``seed`` not integers ≥ 1 / ≥ 0.
+    """
+    if not hasattr(model, "frozen_sample"):
+        raise ValueError(
+            f"evaluate_sampled needs a MaskedNetwork (a model with frozen_sample()), got {type(model).__name__}; "
+            "use evaluate() for other models."
+        )
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be an integer ≥ 1 (masks drawn), got {samples!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer ≥ 0, got {seed!r}.")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    accuracies, losses = [], []
+    for _ in range(samples):
+        with model.frozen_sample(generator):
+            result = evaluate(model, data, batch_size)
+        accuracies.append(result["accuracy"])
+        losses.append(result["loss"])
+
+    def spread(values: list[float]) -> float:
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+    return {
+        "accuracy_mean": statistics.fmean(accuracies),
+        "accuracy_std": spread(accuracies),
+        "loss_mean": statistics.fmean(losses),
+        "loss_std": spread(losses),
+    }
+
+
 def _remaining_fraction(model: nn.Module) -> float:
     masks = getattr(model, "masks", None)
     if masks is None:
@@ -162,11 +223,26 @@ def train(
     """Train ``model`` in place and return its per-epoch history.
 
     Optimizer: SGD (momentum, optional Nesterov) or Adam over the tensors with
-    ``requires_grad``. Schedule: ``lr_t = lr · rate^(t / (decay_epochs · steps_per_epoch))``,
-    t counted in steps, and the same factor on the weight decay (Koster et al. 2022).
+    ``requires_grad``. Tensors the model names in ``learning_rate_overrides()`` (e.g.
+    ASLP's learnable scales) form groups with their own learning rate and weight decay 0;
+    every other trained tensor (mask scores or weights) gets ``config.weight_decay``.
+    Schedule (``config.lr_schedule``), t counted in steps: exponential
+    ``lr_t = lr · rate^(t / (decay_epochs · steps_per_epoch))`` (Koster et al. 2022) or
+    cosine ``lr_t = lr · ½(1 + cos(π t / (epochs · steps_per_epoch)))`` (Ramanujan et al.
+    2020); every group follows the same factor, and so does the decoupled weight decay.
     Decoupled weight decay multiplies every trained tensor by ``(1 − wd_t)`` before
     each step, not scaled by the learning rate (TensorFlow Addons' SGDW, Loshchilov &
     Hutter 2019); ``l2`` mode adds ``wd·p`` to the gradient instead.
+
+    Stochastic masks: a model with ``seed_mask_sampling`` (a MaskedNetwork) has its
+    mask-sampling generator seeded with ``config.seed + 2`` at a fresh start; training
+    mode samples a new mask every step, validation uses the deterministic mask.
+
+    Early stopping (``config.early_stopping_patience`` > 0): training ends after that many
+    epochs in a row without a validation accuracy above the best so far. With
+    ``config.restore_best`` the model ends in the state of the best epoch (the earliest on
+    ties). The history keeps every epoch trained; ``history.attrs`` holds ``best_epoch``
+    (None without validation data) and ``stopped_early`` (bool).
 
     Checkpoints (with ``checkpointing``): after every ``config.checkpoint_every`` epochs
     and after the last, the full state (model, optimizer, scheduler, generators, history)
@@ -190,6 +266,9 @@ def train(
             seeded from ``config.seed`` (its state is checkpointed), e.g.
             :func:`supermask_pipeline.data.augmentation.random_crop_flip`; None: no augmentation.
 
+    Checkpoints also hold the mask-sampling generator and, with ``restore_best``, the best
+    state so far, so a resumed run stops at the same epoch and restores the same state.
+
     Device and speed: the data and model stay on the device; the host synchronises once
     per epoch (loss, accuracy, divergence flag). ``config.precision == "bf16"`` runs the
     training forward pass and loss under ``torch.autocast(bfloat16)`` (evaluation stays
@@ -203,11 +282,16 @@ def train(
         TrainingDivergedError: a training loss became NaN or infinite; the message gives the
             epoch and step and the checkpoint of the last finite state (end of the previous epoch).
         CheckpointError: a checkpoint could not be written.
-        ValueError: the model has no trainable tensor.
+        ValueError: the model has no trainable tensor, a learning-rate override names no
+            trainable tensor, or early stopping / restore_best without validation data.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("The model has no trainable tensor: nothing to train.")
+    if val_data is None and (config.early_stopping_patience > 0 or config.restore_best):
+        raise ValueError(
+            "training.early_stopping_patience > 0 and training.restore_best need validation data (val_data); "
+            "pass a validation split or set early_stopping_patience: 0 and restore_best: false."
+        )
     if config.checkpoint_every == 0:
         checkpointing = None
     device = train_data.labels.device
@@ -217,8 +301,10 @@ def train(
         val_data = _channels_last(val_data) if val_data is not None else None
     n = len(train_data)
     steps_per_epoch = -(-n // config.batch_size)
-    optimizer, scheduler = _optimizer_and_schedule(params, config, steps_per_epoch)
+    optimizer, scheduler = _optimizer_and_schedule(parameter_groups(model, config), config, steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
+    if hasattr(model, "seed_mask_sampling"):
+        model.seed_mask_sampling(config.seed + 2)
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     previous_benchmark = torch.backends.cudnn.benchmark
@@ -234,6 +320,7 @@ def train(
         run_fingerprint = ""
         last_state: TrainingState | None = None
         saved: tuple[int, Path] | None = None  # (epoch, JSON record) of the newest checkpoint on disk
+        best_state: dict[str, torch.Tensor] | None = None  # model state of the best epoch (restore_best)
         if checkpointing is not None:
             identity = {
                 **{str(k): v for k, v in checkpointing.identity.items()},
@@ -244,7 +331,7 @@ def train(
             run_fingerprint = fingerprint(identity)
             resumed = checkpointing.store.latest(run_fingerprint) if config.resume else None
             if resumed is not None:
-                rows = _restore(resumed, model, optimizer, scheduler, generator, augment_generator)
+                rows, best_state = _restore(resumed, model, optimizer, scheduler, generator, augment_generator)
                 last_state = resumed
                 saved = (resumed.epoch, checkpointing.store.folder(run_fingerprint) / f"epoch_{resumed.epoch:04d}.json")
                 logger.info(
@@ -253,17 +340,22 @@ def train(
                 )
             else:
                 _explain_fresh_start(checkpointing.store, run_fingerprint, identity, config.resume)
-                last_state = _capture(0, rows, identity, model, optimizer, scheduler, generator, augment_generator)
+                last_state = _capture(
+                    0, rows, identity, model, optimizer, scheduler, generator, augment_generator, best_state
+                )
         if on_epoch_end is not None:
             for row in rows:  # restored epochs: live metrics continue in the same steps
                 on_epoch_end(int(row["epoch"]), row)
         model.train()
+        stop = _early_stop(rows, config.early_stopping_patience)
         epochs = tqdm(
             range(len(rows) + 1, config.epochs + 1),
             desc="epochs", unit="epoch", disable=not config.show_progress,
             initial=len(rows), total=config.epochs,
         )
         for epoch in epochs:
+            if stop:
+                break
             start_time = time.perf_counter()
             order = torch.randperm(n, generator=generator).to(device)
             train_loss, train_accuracy, bad_step = _train_epoch(
@@ -300,9 +392,14 @@ def train(
                 row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
             row["epoch_time_s"] = time.perf_counter() - start_time
             rows.append(row)
+            if config.restore_best and _best_epoch(rows) == epoch:
+                best_state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+            stop = _early_stop(rows, config.early_stopping_patience)
             if checkpointing is not None:
-                last_state = _capture(epoch, rows, identity, model, optimizer, scheduler, generator, augment_generator)
-                if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+                last_state = _capture(
+                    epoch, rows, identity, model, optimizer, scheduler, generator, augment_generator, best_state
+                )
+                if epoch % config.checkpoint_every == 0 or epoch == config.epochs or stop:
                     saved = (epoch, checkpointing.store.save(run_fingerprint, last_state))
             epochs.set_postfix(
                 loss=f"{row['train_loss']:.4f}",
@@ -311,7 +408,19 @@ def train(
             )
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
-        return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+        best_epoch = _best_epoch(rows)
+        if stop:
+            logger.info(
+                "Early stopping after epoch %d: no better validation accuracy for %d epochs (best: epoch %s).",
+                len(rows), config.early_stopping_patience, best_epoch,
+            )
+        if config.restore_best and best_state is not None:
+            model.load_state_dict(best_state, strict=True)
+            logger.info("Restored the state of epoch %s, the best validation accuracy.", best_epoch)
+        history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+        history.attrs["best_epoch"] = best_epoch
+        history.attrs["stopped_early"] = bool(stop)
+        return history
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
         torch.backends.cudnn.benchmark = previous_benchmark
@@ -326,8 +435,13 @@ def _capture(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
     augment_generator: torch.Generator,
+    best_state: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainingState:
-    """The complete training state after ``epoch`` (tensors cloned, so later steps do not change it)."""
+    """The complete training state after ``epoch`` (tensors cloned, so later steps do not change it).
+
+    Besides the model, optimizer, scheduler and generators: the model's mask-sampling
+    generator (``rng.mask_sampling``) and the best state so far (``best.model.<name>``).
+    """
     tensors = {f"model.{name}": value.detach().clone() for name, value in model.state_dict().items()}
     optimizer_state = optimizer.state_dict()
     other_state: dict[str, dict[str, Any]] = {}
@@ -339,6 +453,10 @@ def _capture(
                 other_state.setdefault(str(index), {})[key] = value
     tensors["rng.batch_order"] = generator.get_state()
     tensors["rng.augmentation"] = augment_generator.get_state()
+    if hasattr(model, "mask_generator"):
+        tensors["rng.mask_sampling"] = model.mask_generator().get_state()
+    if best_state is not None:
+        tensors.update({f"best.model.{name}": value for name, value in best_state.items()})
     rng_tensors, rng_meta = capture_rng()
     tensors.update(rng_tensors)
     meta = {
@@ -358,8 +476,8 @@ def _restore(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
     augment_generator: torch.Generator,
-) -> list[dict[str, float]]:
-    """Load ``state`` into the live objects; returns the restored history rows."""
+) -> tuple[list[dict[str, float]], dict[str, torch.Tensor] | None]:
+    """Load ``state`` into the live objects; returns the restored history rows and best state (or None)."""
     tensors, meta = state.tensors, state.meta
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     optimizer_state: dict[int, dict[str, Any]] = {}
@@ -373,8 +491,29 @@ def _restore(
     scheduler.load_state_dict(meta["scheduler"])
     generator.set_state(tensors["rng.batch_order"])
     augment_generator.set_state(tensors["rng.augmentation"])
+    if "rng.mask_sampling" in tensors and hasattr(model, "mask_generator"):
+        model.mask_generator().set_state(tensors["rng.mask_sampling"])
     restore_rng(tensors, meta)
-    return [{k: json_float(v) for k, v in row.items()} for row in meta["history"]]
+    device = next(model.parameters()).device
+    best = {k[len("best.model."):]: v.to(device) for k, v in tensors.items() if k.startswith("best.model.")}
+    rows = [{k: json_float(v) for k, v in row.items()} for row in meta["history"]]
+    return rows, best or None
+
+
+def _best_epoch(rows: list[dict[str, float]]) -> int | None:
+    """The epoch with the highest validation accuracy (the earliest on ties), or None without one."""
+    best, best_accuracy = None, -math.inf
+    for row in rows:
+        accuracy = row["val_accuracy"]
+        if not math.isnan(accuracy) and accuracy > best_accuracy:
+            best, best_accuracy = int(row["epoch"]), accuracy
+    return best
+
+
+def _early_stop(rows: list[dict[str, float]], patience: int) -> bool:
+    """Whether ``patience`` (> 0) epochs have passed since the best validation accuracy."""
+    best = _best_epoch(rows)
+    return patience > 0 and best is not None and int(rows[-1]["epoch"]) - best >= patience
 
 
 def _explain_fresh_start(store: CheckpointStore, run_fingerprint: str, identity: Mapping[str, Any], resume: bool) -> None:
@@ -406,7 +545,6 @@ def _train_epoch(
     """One pass over ``data`` in ``order``; returns (mean loss, accuracy, first step with a
     non-finite loss or 0). The running sums and the divergence flag stay on the device, so
     the host synchronises once per epoch, not once per step."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     decoupled = config.weight_decay_mode == "decoupled" and config.weight_decay > 0
     bf16 = config.precision == "bf16"
     loss_sum = torch.zeros((), device=order.device)
@@ -425,10 +563,12 @@ def _train_epoch(
         loss.backward()
         if decoupled:
             # SGDW: p ← p·(1 − wd_t) with wd_t following the learning-rate schedule, not scaled by lr.
-            factor = scheduler.get_last_lr()[0] / config.learning_rate
             with torch.no_grad():
-                for p in params:
-                    p.mul_(1.0 - config.weight_decay * factor)
+                for group in optimizer.param_groups:
+                    if group["decoupled_weight_decay"] > 0:
+                        factor = group["lr"] / group["initial_lr"]
+                        for p in group["params"]:
+                            p.mul_(1.0 - group["decoupled_weight_decay"] * factor)
         optimizer.step()
         scheduler.step()
         with torch.no_grad():
@@ -445,22 +585,81 @@ def _channels_last(data: TensorDataset) -> TensorDataset:
     return TensorDataset(data.images.contiguous(memory_format=torch.channels_last), data.labels)
 
 
+def parameter_groups(model: nn.Module, config: TrainingConfig) -> list[dict[str, Any]]:
+    """Optimizer parameter groups of ``model``'s trainable tensors.
+
+    The first group holds every trained tensor without an override (mask scores or
+    weights) with ``config.learning_rate`` and ``config.weight_decay`` (as ``weight_decay``
+    in l2 mode, as ``decoupled_weight_decay`` in decoupled mode). Tensors the model names
+    in ``learning_rate_overrides()`` (parameter name → learning rate; e.g. ASLP's
+    learnable scales, Dupont et al. 2022) form one group per learning rate with weight
+    decay 0. Order within a group: ``named_parameters`` order.
+
+    Returns:
+        ``torch.optim`` group dicts: ``params``, ``lr``, ``weight_decay``,
+        ``decoupled_weight_decay`` (the engine's SGDW coefficient).
+
+    Raises:
+        ValueError: an override names no trainable tensor of the model, or a learning rate
+            that is not a positive number.
+    """
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    overrides = dict(getattr(model, "learning_rate_overrides", dict)())
+    unknown = sorted(set(overrides) - {name for name, _ in named})
+    if unknown:
+        raise ValueError(
+            f"Learning-rate overrides name {unknown}, which are not trainable tensors of the model "
+            f"(trainable: {[name for name, _ in named]})."
+        )
+    for name, rate in overrides.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise ValueError(f"The learning rate of {name!r} must be a positive number, got {rate!r}.")
+    decoupled = config.weight_decay_mode == "decoupled"
+    groups: list[dict[str, Any]] = []
+    base = [p for name, p in named if name not in overrides]
+    if base:
+        groups.append({
+            "params": base,
+            "lr": config.learning_rate,
+            "weight_decay": 0.0 if decoupled else config.weight_decay,
+            "decoupled_weight_decay": config.weight_decay if decoupled else 0.0,
+        })
+    for rate in sorted(set(overrides.values())):
+        groups.append({
+            "params": [p for name, p in named if overrides.get(name) == rate],
+            "lr": float(rate),
+            "weight_decay": 0.0,
+            "decoupled_weight_decay": 0.0,
+        })
+    return groups
+
+
+def schedule_factor(config: TrainingConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Step t (optimizer steps done) → the factor on every group's learning rate (and the decoupled weight decay).
+
+    ``exponential``: rate^(t / (lr_decay_epochs · steps_per_epoch)) (Koster et al. 2022).
+    ``cosine``: ½(1 + cos(π · min(t, T) / T)), T = epochs · steps_per_epoch, from 1 to 0
+    over the whole run (Loshchilov & Hutter 2017 without restarts; Ramanujan et al. 2020).
+    """
+    if config.lr_schedule == "cosine":
+        total = config.epochs * steps_per_epoch
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    decay_steps = config.lr_decay_epochs * steps_per_epoch
+    return lambda step: config.lr_decay_rate ** (step / decay_steps)
+
+
 def _optimizer_and_schedule(
-    params: list[torch.Tensor], config: TrainingConfig, steps_per_epoch: int
+    groups: list[dict[str, Any]], config: TrainingConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimizer over ``params`` and its per-step exponential schedule."""
-    coupled_wd = config.weight_decay if config.weight_decay_mode == "l2" else 0.0
+    """The optimizer over the parameter ``groups`` and its per-step schedule."""
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            params,
+            groups,
             lr=config.learning_rate,
             momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0,
-            weight_decay=coupled_wd,
         )
     else:
-        optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=coupled_wd)
-    decay_steps = config.lr_decay_epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: config.lr_decay_rate ** (step / decay_steps))
+        optimizer = torch.optim.Adam(groups, lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(config, steps_per_epoch))
     return optimizer, scheduler
-

@@ -7,7 +7,7 @@ from supermask_pipeline.pipelines.mask_criteria.nodes import evaluate_mask_crite
 
 def create_pipeline(source: str = "dense", **kwargs) -> Pipeline:
     """Evaluate every criterion's mask on the weights of the ``source`` method namespace."""
-    return Pipeline(
+    template = Pipeline(
         [
             Node(
                 func=evaluate_mask_criteria,
@@ -24,16 +24,27 @@ def create_pipeline(source: str = "dense", **kwargs) -> Pipeline:
                     "params:mask_criteria",
                     "params:seed",
                 ],
-                outputs="mask_criteria.accuracy_table",
-                name="mask_criteria.evaluate",
+                outputs="accuracy_table",
+                name="evaluate",
                 tags=["mask_criteria"],
             ),
             Node(
                 func=plot_mask_criteria,
-                inputs="mask_criteria.accuracy_table",
-                outputs="mask_criteria.accuracy_plot",
-                name="mask_criteria.plot",
+                inputs="accuracy_table",
+                outputs="accuracy_plot",
+                name="plot",
                 tags=["mask_criteria", "reporting"],
             ),
         ]
+    )
+    return Pipeline(
+        template,
+        namespace="mask_criteria",
+        inputs={
+            f"{source}.initial_weights", f"{source}.trained_weights", "train_split", "val_split", "test_split",
+        },
+        parameters={
+            "params:model", f"params:{source}.data", f"params:{source}.training", f"params:{source}.presets",
+            "params:mask_criteria", "params:seed",
+        },
     )
