@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from supermask_pipeline.data.augmentation import random_crop_flip
-from supermask_pipeline.masks import DenseStrategy, SignedSupermaskStrategy
+from supermask_pipeline.masks import ASLPStrategy, BernoulliStrategy, DenseStrategy, SignedSupermaskStrategy
 from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors
 from supermask_pipeline.training import (
     CheckpointStore,
@@ -42,10 +42,12 @@ def _data(n=80, seed=0):
 
 def _network(method="signed_supermask"):
     spec = get_architecture("fcn")
+    weights = initialise_tensors(spec, "signed_constant", 0)
+    if method in ("bernoulli", "aslp"):  # stochastic masks: the sampling generator must be checkpointed
+        strategy = BernoulliStrategy() if method == "bernoulli" else ASLPStrategy(learn_scale=True)
+        return MaskedNetwork(spec, strategy, weights, initialise_tensors(spec, "constant", 1), rescale=True)
     strategy = SignedSupermaskStrategy(0.4) if method == "signed_supermask" else DenseStrategy()
-    return MaskedNetwork(
-        spec, strategy, initialise_tensors(spec, "signed_constant", 0), initialise_tensors(spec, "xavier_uniform", 1)
-    )
+    return MaskedNetwork(spec, strategy, weights, initialise_tensors(spec, "xavier_uniform", 1))
 
 
 def _config(**overrides):
@@ -83,6 +85,8 @@ def _interrupted_then_resumed(tmp_path, method, config, stop_after, augment=None
         ("signed_supermask", {}, None),
         ("dense", {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay_mode": "l2"}, None),
         ("signed_supermask", {}, random_crop_flip),  # the augmentation generator is checkpointed too
+        ("bernoulli", {"learning_rate": 50.0}, None),  # and the mask-sampling generator
+        ("aslp", {"learning_rate": 5.0, "early_stopping_patience": 3, "restore_best": True}, None),  # + scale group
     ],
 )
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, method, overrides, augment):

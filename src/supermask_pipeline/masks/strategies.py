@@ -69,6 +69,10 @@ class StraightThrough(torch.autograd.Function):
 class MaskStrategy(ABC):
     """How mask scores become a mask, and which tensors train.
 
+    Tensors: ``scores`` float (float32 in the network) of the layer's weight shape;
+    ``state`` the 0-d tensor of :meth:`setup`; every mask has the shape, dtype and device
+    of ``scores`` and holds 0/1 (−1/0/+1 for the signed supermask).
+
     Attributes:
         name: registry key, as written in parameter files and MLflow.
         trains_weights: whether the weights ``W`` receive gradients (dense training).
@@ -236,7 +240,7 @@ class BernoulliStrategy(MaskStrategy):
         return _sigmoid_threshold(scores)
 
     def sample(self, scores: torch.Tensor, state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """m = 1[u < σ(M)], u ~ U[0, 1) from ``generator``; value 0/1 of the dtype of ``scores``, gradient through σ(M)."""
+        """m = 1[u < σ(M)], u ~ U[0, 1) from ``generator``: 0/1 in the dtype of ``scores``, gradient through σ(M)."""
         soft = torch.sigmoid(scores)
         uniform = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
         return StraightThrough.apply((uniform < soft.detach()).to(scores.dtype), soft)
@@ -321,7 +325,7 @@ def gumbel_softmax_keep(logits: torch.Tensor, gumbels: torch.Tensor, temperature
     is 1[m + g_keep ≥ g_prune] (its keep probability is σ(m) for every T > 0), and the
     result has the hard value with the soft sample's gradient,
     dL/dm = dL/dmask · σ'((m + g_keep − g_prune) / T) / T (Jang et al. 2017, straight-through
-    Gumbel-softmax; Dupont et al. 2022, Section 3).
+    Gumbel-softmax; Dupont et al. 2022).
 
     Args:
         logits: float tensor m of any shape.
@@ -337,7 +341,7 @@ def gumbel_softmax_keep(logits: torch.Tensor, gumbels: torch.Tensor, temperature
 
 
 class ASLPStrategy(MaskStrategy):
-    """ASLP of Dupont, Alaoui, Sahbi & Lebois (2022, arXiv 2202.12986), Section 3.
+    """ASLP of Dupont, Alaoui, Sahbi & Lebois (2022, arXiv 2202.12986), method section.
 
     A logit m per weight (start 0); the two-class logits are [m, 0] (keep, prune). Every
     forward pass in training draws one hard Gumbel-softmax sample per weight, shared by

@@ -63,10 +63,12 @@ def transform_weight(weight: torch.Tensor, layer: LayerSpec, transform: str) -> 
 
     - ``none``: unchanged.
     - ``signed_constant``: sign(W) · std(W), the population standard deviation (ddof 0) of
-      this layer's weights: Zhou et al. (NeurIPS 2019), Section 4, "signed constant". Not
-      the ``signed_constant`` *initialiser*, which draws Koster et al.'s ±sqrt(6/fan_in).
+      this layer's given weights (which estimates the std of the initial distribution that
+      the paper names): Zhou et al. (NeurIPS 2019), the "signed constant" mask-1 action
+      (Section 3), used with learned supermasks (Section 5). Not the ``signed_constant``
+      *initialiser*, which draws Koster et al.'s ±sqrt(6/fan_in).
     - ``signed_kaiming_constant``: sign(W) · sqrt(2 / fan_in): Ramanujan et al. (CVPR 2020),
-      Section 4, "Signed Kaiming Constant".
+      the "Signed Kaiming Constant" initialisation of their experiments.
 
     A weight exactly 0 stays 0 (sign(0) = 0).
 
@@ -176,7 +178,7 @@ class MaskedLayer(nn.Module):
         self.strategy = strategy
         self.rescale = bool(rescale)
         self.sampler = sampler if sampler is not None else MaskSampler()
-        self.fixed_mask: torch.Tensor | None = None  # set by MaskedNetwork.frozen_sample
+        self.frozen_mask: torch.Tensor | None = None  # set by MaskedNetwork.frozen_sample
         weight = transform_weight(weight.detach(), layer, weight_transform)
         self.weight = nn.Parameter(weight.clone().float(), requires_grad=strategy.trains_weights)
         self.scale = nn.Parameter(torch.ones(())) if strategy.learn_scale else None
@@ -210,8 +212,8 @@ class MaskedLayer(nn.Module):
         to the scores except for a frozen sample."""
         if self.mask_scores is None:
             return torch.ones_like(self.weight)
-        if self.fixed_mask is not None:
-            return self.fixed_mask
+        if self.frozen_mask is not None:
+            return self.frozen_mask
         if self.strategy.stochastic and self.sampler.active(self.training):
             generator = self.sampler.generator(self.mask_scores.device)
             return self.strategy.sample(self.mask_scores, self.mask_state, generator)
@@ -356,14 +358,15 @@ class MaskedNetwork(nn.Module):
         with torch.no_grad():
             for layer in self.masked_layers():
                 if layer.mask_scores is not None:
-                    drawn[layer.spec.name] = layer.strategy.sample(layer.mask_scores, layer.mask_state, generator).detach()
+                    sample = layer.strategy.sample(layer.mask_scores, layer.mask_state, generator)
+                    drawn[layer.spec.name] = sample.detach()
         try:
             for layer in self.masked_layers():
-                layer.fixed_mask = drawn.get(layer.spec.name)
+                layer.frozen_mask = drawn.get(layer.spec.name)
             yield drawn
         finally:
             for layer in self.masked_layers():
-                layer.fixed_mask = None
+                layer.frozen_mask = None
 
     def learning_rate_overrides(self) -> dict[str, float]:
         """Parameter name (as in ``named_parameters``) → its own learning rate: the learnable

@@ -8,6 +8,9 @@ from supermask_pipeline.training.engine import (
     TensorDataset,
     TrainingDivergedError,
     evaluate,
+    evaluate_sampled,
+    parameter_groups,
+    schedule_factor,
     train,
 )
 
@@ -21,6 +24,9 @@ __all__ = [
     "TrainingDivergedError",
     "TrainingState",
     "evaluate",
+    "evaluate_sampled",
+    "parameter_groups",
     "resolve_device",
+    "schedule_factor",
     "train",
 ]

@@ -4,9 +4,11 @@ A checkpoint is two files in ``<root>/<fingerprint>/``:
 
 - ``epoch_NNNN.safetensors``: every tensor of the state: the model's ``state_dict``
   (``model.<name>``: weights, mask scores, buffers), the optimizer's tensor state
-  (``optimizer.<param index>.<key>``: momentum buffers, Adam moments and step), and
-  the random-number-generator states (``rng.batch_order``, ``rng.torch``,
-  ``rng.cuda.<i>``, ``rng.numpy``), uint8/int64/float32.
+  (``optimizer.<param index>.<key>``: momentum buffers, Adam moments and step), the
+  random-number-generator states (``rng.batch_order``, ``rng.augmentation``,
+  ``rng.mask_sampling`` of a network with stochastic masks, ``rng.torch``,
+  ``rng.cuda.<i>``, ``rng.numpy``) and, with ``restore_best``, the model state of the
+  best epoch so far (``best.model.<name>``), uint8/int64/float32.
 - ``epoch_NNNN.json``: the rest (format version, fingerprint, the identity it was
   computed from, epoch, optimizer hyperparameters, scheduler state, the metric
   history so far, Python's and NumPy's generator positions) and the sha256 of the

@@ -230,7 +230,7 @@ def train(
     ``lr_t = lr · rate^(t / (decay_epochs · steps_per_epoch))`` (Koster et al. 2022) or
     cosine ``lr_t = lr · ½(1 + cos(π t / (epochs · steps_per_epoch)))`` (Ramanujan et al.
     2020); every group follows the same factor, and so does the decoupled weight decay.
-    Decoupled weight decay multiplies every trained tensor by ``(1 − wd_t)`` before
+    Decoupled weight decay multiplies every such tensor by ``(1 − wd_t)`` before
     each step, not scaled by the learning rate (TensorFlow Addons' SGDW, Loshchilov &
     Hutter 2019); ``l2`` mode adds ``wd·p`` to the gradient instead.
 
@@ -242,7 +242,8 @@ def train(
     epochs in a row without a validation accuracy above the best so far. With
     ``config.restore_best`` the model ends in the state of the best epoch (the earliest on
     ties). The history keeps every epoch trained; ``history.attrs`` holds ``best_epoch``
-    (None without validation data) and ``stopped_early`` (bool).
+    (None without validation data) and ``stopped_early`` (True when fewer than
+    ``config.epochs`` epochs ran).
 
     Checkpoints (with ``checkpointing``): after every ``config.checkpoint_every`` epochs
     and after the last, the full state (model, optimizer, scheduler, generators, history)
@@ -409,7 +410,8 @@ def train(
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
         best_epoch = _best_epoch(rows)
-        if stop:
+        stopped_early = stop and len(rows) < config.epochs
+        if stopped_early:
             logger.info(
                 "Early stopping after epoch %d: no better validation accuracy for %d epochs (best: epoch %s).",
                 len(rows), config.early_stopping_patience, best_epoch,
@@ -419,7 +421,7 @@ def train(
             logger.info("Restored the state of epoch %s, the best validation accuracy.", best_epoch)
         history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
         history.attrs["best_epoch"] = best_epoch
-        history.attrs["stopped_early"] = bool(stop)
+        history.attrs["stopped_early"] = stopped_early
         return history
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
@@ -494,8 +496,7 @@ def _restore(
     if "rng.mask_sampling" in tensors and hasattr(model, "mask_generator"):
         model.mask_generator().set_state(tensors["rng.mask_sampling"])
     restore_rng(tensors, meta)
-    device = next(model.parameters()).device
-    best = {k[len("best.model."):]: v.to(device) for k, v in tensors.items() if k.startswith("best.model.")}
+    best = {k[len("best.model."):]: v for k, v in tensors.items() if k.startswith("best.model.")}
     rows = [{k: json_float(v) for k, v in row.items()} for row in meta["history"]]
     return rows, best or None
 
