@@ -28,6 +28,7 @@ fresh folder; the old one is never deleted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -103,8 +104,12 @@ def array_sha256(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
 def code_sha256(*packages: str) -> str:
     """sha256 of the ``.py`` sources of the named packages (the code that decides what training computes).
+
+    Read once per process and cached: the hash describes the code this process runs,
+    even if the files are edited while a long run is under way.
 
     Raises:
         ModuleNotFoundError: an unknown package name.

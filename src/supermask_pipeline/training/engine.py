@@ -84,7 +84,10 @@ class Checkpointing:
         identity: JSON-serialisable description of the run's inputs that the engine cannot
             see itself: the method and its options, the data (e.g. split checksums), the
             architecture. The engine adds the result-relevant training hyperparameters,
-            a checksum of the model's initial state and of the training code.
+            a checksum of the model's initial state and of the training code. An optional
+            ``"series"`` entry names a family of runs (e.g. ``"lottery round 3"``): when a
+            run starts over, the changed inputs are explained against the newest run of
+            the same series only.
     """
 
     store: CheckpointStore
@@ -521,7 +524,10 @@ def _explain_fresh_start(store: CheckpointStore, run_fingerprint: str, identity:
     if not resume:
         logger.info("training.resume is false: starting over; checkpoints go to %s.", store.folder(run_fingerprint))
         return
-    others = store.other_runs(run_fingerprint)
+    # Compare with the newest run of the same series only (e.g. the same lottery round):
+    # runs of another series differ by design, not because an input changed.
+    series = identity.get("series")
+    others = [other for other in store.other_runs(run_fingerprint) if other.get("identity", {}).get("series") == series]
     if not others:
         logger.info("No checkpoint of this run yet; checkpoints go to %s.", store.folder(run_fingerprint))
         return

@@ -279,7 +279,9 @@ def iterative_pruning(
         ).to(device)
         checkpointing = None
         if store is not None:
-            checkpointing = Checkpointing(store, {**dict(identity or {}), "procedure": "lottery_round"})
+            # "series": a round is compared only with earlier runs of the same round when the
+            # engine explains why it starts over (the start state itself is in the fingerprint).
+            checkpointing = Checkpointing(store, {**dict(identity or {}), "series": f"lottery round {round_index}"})
         history = train(
             network, train_data, val_data, config,
             on_epoch_end=None if on_epoch_end is None else (lambda epoch, row, r=round_index: on_epoch_end(r, epoch, row)),

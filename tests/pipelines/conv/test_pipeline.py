@@ -93,3 +93,18 @@ def test_augmentation_per_channel_bf16_and_channels_last_run_on_the_cpu(cifar_pr
 def test_architecture_and_dataset_that_do_not_fit_are_refused(cifar_project, run_kedro):
     with pytest.raises(Exception, match=r"dataset 'mnist' has images of 28×28×1, but architecture 'conv4'"):
         run_kedro("signed_supermask", {"model": {"architecture": "conv4"}, "dataset": "mnist"})
+
+
+def test_lottery_on_conv6_prunes_convolutions_at_15_percent(cifar_project, run_kedro):
+    """The lottery pipeline takes any architecture: conv6 with its own conv rate (15 %)."""
+    configurations = [{"criterion": "large_final", "mask_1_action": "signed_reshuffle", "mask_0_action": "freeze_init_zero_all"}]
+    run_kedro("lottery", {
+        "model": {"architecture": "conv6"},
+        "lottery": {"training": ONE_EPOCH, "pruning": {"rounds": 1, "rates": None, "configurations": configurations}},
+    })
+    masks = load_file(cifar_project / "data/06_models/lottery/conv6/masks/"
+                      "large_final.signed_reshuffle.freeze_init_zero_all/round_01.safetensors")
+    for layer in layer_specs(get_architecture("conv6")):
+        rate = 0.1 if layer.is_output else 0.15 if layer.kind == "conv" else 0.2
+        numel = int(np.prod(layer.weight_shape))
+        assert int(masks[layer.name].sum()) == round((1 - rate) * numel), layer.name
