@@ -36,6 +36,12 @@ from supermask_pipeline.training.checkpoint import array_sha256
 
 Tensors = dict[str, torch.Tensor]
 
+#: ``method`` keys that configure the network rather than the mask strategy (passed to
+#: :class:`MaskedNetwork`): Zhou et al.'s signed constant and dynamic weight rescaling,
+#: Ramanujan et al.'s signed Kaiming constant (``weight_transform``: none | signed_constant |
+#: signed_kaiming_constant; ``rescale``: true | false).
+NETWORK_OPTIONS = ("weight_transform", "rescale")
+
 
 def _seeds(seed: int, count: int) -> list[int]:
     """Independent child seeds of one run seed (numpy SeedSequence).
@@ -138,8 +144,17 @@ def train_network(
     training: dict[str, Any],
     presets: dict[str, dict[str, Any]],
     seed: int,
+    *,
+    metric_prefix: str | None = None,
+    method_tag: str | None = None,
 ) -> tuple[Tensors, Tensors, Tensors, pd.DataFrame]:
     """Train with the method's strategy; log live metrics to the active MLflow run.
+
+    ``method`` holds ``name``, the strategy's options and optionally the network options
+    :data:`NETWORK_OPTIONS` (``weight_transform``, ``rescale``), which go to the network.
+    Live metrics are logged as ``<metric_prefix>.<name>`` and the effective training
+    parameters as ``<metric_prefix>.effective_training.<key>`` (default prefix: the strategy
+    name); the run's ``method`` tag is ``method_tag`` (default: the strategy name).
 
     Tensors are dicts layer name → CPU tensor of the layer's weight shape. The engine
     checkpoints into ``training_checkpoints`` every ``training.checkpoint_every`` epochs;
@@ -161,8 +176,10 @@ def train_network(
         training_history: one row per epoch).
     """
     spec = get_architecture(model["architecture"])
-    options = {k: v for k, v in method.items() if k != "name"}
+    options = {k: v for k, v in method.items() if k != "name" and k not in NETWORK_OPTIONS}
+    network_options = {k: method[k] for k in NETWORK_OPTIONS if k in method}
     strategy = get_mask_strategy(method["name"], **options)
+    prefix = metric_prefix or strategy.name
     config = training_config(training, presets, spec.name, seed)
     device = resolve_device(config.device)
     dataset_name = resolve_dataset(spec.name, dataset)
@@ -172,12 +189,12 @@ def train_network(
     if strategy.uses_scores:
         check_layer_tensors(spec, initial_mask_scores, "initial mask scores")
     activation = model.get("activation", "elu")
-    network = MaskedNetwork(spec, strategy, initial_weights, initial_mask_scores, activation)
+    network = MaskedNetwork(spec, strategy, initial_weights, initial_mask_scores, activation, **network_options)
     network.to(device)
     set_run_tags(
-        {"architecture": spec.name, "dataset": dataset_name, "method": strategy.name, "seed": seed}
+        {"architecture": spec.name, "dataset": dataset_name, "method": method_tag or strategy.name, "seed": seed}
     )
-    log_effective_parameters(f"{strategy.name}.effective_training", config.result_parameters())
+    log_effective_parameters(f"{prefix}.effective_training", config.result_parameters())
     identity = {
         "architecture": spec.name,
         "activation": activation,
@@ -191,7 +208,7 @@ def train_network(
         device_tensors(train_split, data, device, train_split),
         device_tensors(val_split, data, device, train_split),
         config,
-        on_epoch_end=live_metric_logger(strategy.name),
+        on_epoch_end=live_metric_logger(prefix),
         checkpointing=Checkpointing(training_checkpoints, identity),
         augment=augment,
     )

@@ -1,0 +1,168 @@
+"""supermask and supermask_fine_tune on a tiny generated MNIST-format set: every strategy, 1 epoch."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from supermask_pipeline.data.tensors import split_to_tensors
+from supermask_pipeline.datasets import HDF5SplitDataset
+from supermask_pipeline.masks import DenseStrategy
+from supermask_pipeline.models import MaskedNetwork, get_architecture, layer_specs
+from supermask_pipeline.models.network import rescale_factor, transform_weight
+from supermask_pipeline.training import TensorDataset, evaluate
+
+from ..conftest import FAST_TRAINING
+
+TRAINING = {**FAST_TRAINING, "epochs": 1}
+STOCHASTIC = {"bernoulli", "aslp"}
+SAMPLED_METRICS = (
+    "sampled_test_accuracy_mean", "sampled_test_accuracy_std", "sampled_test_loss_mean", "sampled_test_loss_std",
+)
+
+
+def _params(strategy: str, **recipe) -> dict:
+    return {"supermask": {"strategy": strategy, "recipes": {strategy: {"training": TRAINING, **recipe}}}}
+
+
+def _latest(folder):
+    return load_file(sorted(folder.glob("*/*.safetensors"))[-1])
+
+
+def _run(project):
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], output_format="list")
+    return run
+
+
+def _dense_accuracy(project, weights, normalisation: str) -> float:
+    """Test accuracy of a plain dense ReLU network of ``weights`` (no mask, no transform)."""
+    test = HDF5SplitDataset(str(project / "data/03_primary/mnist/test.h5")).load()
+    train = HDF5SplitDataset(str(project / "data/03_primary/mnist/train.h5")).load()
+    images, labels = split_to_tensors(test, normalisation, reference=train)
+    network = MaskedNetwork(get_architecture("fcn"), DenseStrategy(), weights, activation="relu")
+    return evaluate(network, TensorDataset(images, labels))["accuracy"]
+
+
+@pytest.mark.parametrize("strategy", ["bernoulli", "threshold", "edge_popup", "aslp"])
+def test_every_strategy_prunes_tests_and_reports(project, run_kedro, strategy):
+    # ASLP with its learnable per-layer scales, so that the pruned weights carry them.
+    extra = {"method": {"learn_scale": True}} if strategy == "aslp" else {}
+    run_kedro("supermask", _params(strategy, **extra))
+    parameters = yaml.safe_load((project / "conf/base/parameters_supermask.yml").read_text())
+    recipe = parameters["supermask"]["recipes"][strategy]
+    method = {**recipe["method"], **extra.get("method", {})}
+    spec = get_architecture("fcn")
+    features = project / "data/04_feature/supermask" / strategy / "fcn"
+    models = project / "data/06_models/supermask" / strategy / "fcn"
+    reports = project / "data/08_reporting/supermask" / strategy / "fcn"
+
+    # The mask is int8 0/1; its per-layer counts are those of the summary and the CSV.
+    masks = _latest(models / "masks.safetensors")
+    assert set(masks) == {"fc1", "fc2", "fc3"}
+    assert all(m.dtype == torch.int8 and set(m.unique().tolist()) <= {0, 1} for m in masks.values())
+    kept = {name: int(m.sum()) for name, m in masks.items()}
+    table = pd.read_csv(reports / "remaining_weights_per_layer.csv").set_index("layer")
+    summary = json.loads((reports / "evaluation_summary.json").read_text())
+    assert {name: int(table.loc[name, "remaining"]) for name in kept} == kept
+    assert {row["layer"]: row["remaining"] for row in summary["per_layer"] if row["layer"] != "total"} == kept
+    assert summary["remaining_weight_count"] == sum(kept.values()) == int(table.loc["total", "remaining"])
+    assert summary["strategy"] == strategy
+    if strategy == "edge_popup":  # exactly round(k · numel) kept in every layer
+        assert kept == {layer.name: round(0.5 * layer.num_weights) for layer in layer_specs(spec)}
+
+    # The saved pruned network is weights ⊙ mask (transformed, rescaled, scaled as the recipe says).
+    initial = _latest(features / "initial_weights.safetensors")
+    pruned = _latest(models / "trained_weights.safetensors")
+    sampled = json.loads((reports / "sampled_evaluation.json").read_text())
+    for layer in layer_specs(spec):
+        mask = masks[layer.name].float()
+        expected = transform_weight(initial[layer.name], layer, method["weight_transform"]) * mask
+        if method["rescale"]:
+            expected = expected * rescale_factor(mask)
+        if strategy == "aslp":
+            expected = expected * sampled["learned_scales"][layer.name]
+        assert bool((pruned[layer.name][mask == 0] == 0).all())
+        torch.testing.assert_close(pruned[layer.name], expected, rtol=1e-5, atol=1e-7)
+
+    # Prune and test: a plain dense network of the saved weights gives the logged accuracy.
+    accuracy = _dense_accuracy(project, pruned, recipe["data"]["normalisation"])
+    assert summary["test_accuracy"] == pytest.approx(accuracy)
+    run = _run(project)
+    assert run.data.metrics["supermask.test_accuracy"] == pytest.approx(accuracy)
+    assert run.data.metrics["supermask.remaining_weight_count"] == sum(kept.values())
+    assert run.data.tags["method"] == strategy
+    assert run.data.params["supermask.strategy"] == strategy
+    assert run.data.params["supermask.effective_training.epochs"] == "1"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "supermask.val_accuracy")
+    assert [m.step for m in history] == [1]
+
+    # Sampled masks: mean ± std over 10 for the stochastic strategies, nothing for the others.
+    assert sampled["strategy"] == strategy and sampled["test_accuracy"] == summary["test_accuracy"]
+    assert sampled["stochastic"] is (strategy in STOCHASTIC)
+    if strategy in STOCHASTIC:
+        assert sampled["samples"] == 10
+        for name in SAMPLED_METRICS:
+            assert run.data.metrics[f"supermask.{name}"] == pytest.approx(sampled[name])
+        assert 0.0 <= sampled["sampled_test_accuracy_mean"] <= 1.0
+        assert sampled["sampled_test_accuracy_std"] >= 0.0
+    else:
+        assert sampled["samples"] == 0
+        assert not any(f"supermask.{name}" in run.data.metrics for name in SAMPLED_METRICS)
+
+    assert (reports / "training_curves.png").stat().st_size > 1000
+    assert (project / "data/07_model_output/supermask" / strategy / "fcn/training_history.csv").is_file()
+    assert not (models / "fine_tuned_weights.safetensors").exists()  # only supermask_fine_tune fine-tunes
+
+
+def test_fine_tuning_trains_only_the_kept_weights(project, run_kedro):
+    params = _params("threshold")
+    params["supermask"]["fine_tune"] = {"training": {**TRAINING, "learning_rate": 1e-3}}
+    run_kedro("supermask_fine_tune", params)
+    models = project / "data/06_models/supermask/threshold/fcn"
+    reports = project / "data/08_reporting/supermask/threshold/fcn"
+    masks = _latest(models / "masks.safetensors")
+    pruned = _latest(models / "trained_weights.safetensors")
+    tuned = _latest(models / "fine_tuned_weights.safetensors")
+    for name, mask in masks.items():
+        kept = mask == 1
+        assert bool((tuned[name][~kept] == 0).all())  # pruned weights stay exactly 0
+        assert not torch.equal(tuned[name][kept], pruned[name][kept])  # kept weights trained
+    summary = json.loads((reports / "fine_tuned_evaluation_summary.json").read_text())
+    before = json.loads((reports / "evaluation_summary.json").read_text())
+    accuracy = _dense_accuracy(project, tuned, "scale_01")
+    assert summary["fine_tuned_test_accuracy"] == pytest.approx(accuracy)
+    assert summary["test_accuracy_before_fine_tuning"] == before["test_accuracy"]
+    assert summary["remaining_weight_count"] == before["remaining_weight_count"]
+    run = _run(project)
+    assert run.data.metrics["supermask.fine_tuned_test_accuracy"] == pytest.approx(accuracy)
+    assert run.data.metrics["supermask.test_accuracy"] == pytest.approx(before["test_accuracy"])
+    assert run.data.tags["method"] == "threshold"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "supermask.fine_tune.val_accuracy")
+    assert [m.step for m in history] == [1]
+    assert len(pd.read_csv(project / "data/07_model_output/supermask/threshold/fcn/fine_tune_history.csv")) == 1
+
+
+def test_unknown_strategy_fails_with_the_four_and_writes_nothing(project, run_kedro):
+    with pytest.raises(ValueError, match="Unknown supermask strategy 'supermagic'. Known strategies: "
+                                         "aslp, bernoulli, edge_popup, threshold"):
+        run_kedro("supermask", {"supermask": {"strategy": "supermagic"}})
+    assert not (project / "data/04_feature/supermask").exists()
+
+
+def test_strategy_set_where_the_catalog_cannot_see_it_is_refused(project, run_kedro):
+    # Editing the parameter file changes the parameter but not the catalog's paths (bernoulli's).
+    path = project / "conf/base/parameters_supermask.yml"
+    text = path.read_text()
+    assert "strategy: ${globals:supermask_strategy}" in text
+    path.write_text(text.replace("strategy: ${globals:supermask_strategy}", "strategy: edge_popup"))
+    message = "supermask.strategy is 'edge_popup' but the catalog's paths are those of 'bernoulli'"
+    with pytest.raises(ValueError, match=message):
+        run_kedro("supermask", node_names=["supermask.initialise"])
+    assert not (project / "data/04_feature/supermask").exists()
