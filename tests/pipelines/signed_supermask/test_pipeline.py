@@ -86,7 +86,7 @@ def test_signed_supermask_end_to_end_then_rerun_from_training(project, run_kedro
 
 
 def test_unknown_method_fails_with_the_choices(project, run_kedro):
-    with pytest.raises(ValueError, match="Known methods: dense, signed_supermask"):
+    with pytest.raises(ValueError, match="Known methods: aslp, bernoulli, dense, edge_popup, fixed_mask, signed_supermask, threshold"):
         run_kedro("signed_supermask", {"signed_supermask": {"method": {"name": "supermagic"}, "training": FAST_TRAINING}})
 
 
