@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -138,7 +138,6 @@ class RoundResult:
     test_accuracy: float = float("nan")
     test_loss: float = float("nan")
     wall_time_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def round_seed(seed: int, round_index: int) -> int:

@@ -13,7 +13,7 @@ from supermask_pipeline.data.augmentation import get_augmentation
 from supermask_pipeline.models import check_layer_tensors, get_architecture
 from supermask_pipeline.models.architectures import resolve_dataset
 from supermask_pipeline.pipelines.tracking import live_metric_logger, log_effective_parameters, set_run_tags
-from supermask_pipeline.pipelines.training.nodes import _check_split, device_tensors, training_config
+from supermask_pipeline.pipelines.training.nodes import check_split, device_tensors, training_config
 from supermask_pipeline.reporting import plot_accuracy_vs_remaining
 from supermask_pipeline.training import CheckpointStore, resolve_device
 from supermask_pipeline.training.checkpoint import array_sha256
@@ -95,7 +95,7 @@ def train_lottery_tickets(
     config = training_config(training, presets, spec.name, seed)
     device = resolve_device(config.device)
     dataset_name = resolve_dataset(spec.name, dataset)
-    _check_split(train_split, spec, "train_split")
+    check_split(train_split, spec, "train_split")
     check_layer_tensors(spec, initial_weights, "initial weights")
     activation = activation or model.get("activation", "elu")
     set_run_tags({"architecture": spec.name, "dataset": dataset_name, "method": "lottery", "seed": seed})

@@ -95,8 +95,13 @@ def training_config(
     return TrainingConfig.from_params(values)
 
 
-def _check_split(split: ImageSplit, spec: ArchitectureSpec, name: str) -> None:
-    """The split's images must fit the architecture's input (catalog and parameters agree)."""
+def check_split(split: ImageSplit, spec: ArchitectureSpec, name: str) -> None:
+    """Check that a split's images (uint8 (N, H, W, C)) fit the architecture's input (C, H, W).
+
+    Raises:
+        ValueError: another image shape; the message names the split, its source and the fix
+            (pass the architecture as a runtime parameter so that the catalog picks the splits).
+    """
     channels, height, width = spec.input_shape
     found = tuple(split.images.shape[1:])
     if found != (height, width, channels):
@@ -183,7 +188,7 @@ def train_network(
     config = training_config(training, presets, spec.name, seed)
     device = resolve_device(config.device)
     dataset_name = resolve_dataset(spec.name, dataset)
-    _check_split(train_split, spec, "train_split")
+    check_split(train_split, spec, "train_split")
     augment = get_augmentation(data.get("augmentation", "none"))
     check_layer_tensors(spec, initial_weights, "initial weights")
     if strategy.uses_scores:
@@ -237,7 +242,7 @@ def evaluate_network(
     spec = get_architecture(model["architecture"])
     config = training_config(training, presets, spec.name)
     device = resolve_device(config.device)
-    _check_split(test_split, spec, "test_split")
+    check_split(test_split, spec, "test_split")
     check_layer_tensors(spec, trained_weights, "trained weights")
     check_layer_tensors(spec, masks, "masks", floating=False)
     network = MaskedNetwork(spec, DenseStrategy(), trained_weights, activation=model.get("activation", "elu")).to(device)
