@@ -12,4 +12,10 @@ CONFIG_LOADER_ARGS = {
     # ${dataset_for:<architecture>,<dataset>} in catalog.yml: the dataset follows the
     # architecture (fcn → mnist, conv* → cifar10) unless `dataset` names one.
     "custom_resolvers": {"dataset_for": resolve_dataset},
+    # Runtime parameters (--params) are merged into conf/base and into conf/local separately,
+    # and Kedro's default "destructive" merge then lets conf/local replace whole top-level keys:
+    # --params=supermask.strategy=threshold would leave `supermask` with only `strategy`, and
+    # --params=model.architecture=conv6 would drop model.activation. A soft (deep) merge keeps
+    # every key that neither conf/local nor the command line names.
+    "merge_strategy": {"parameters": "soft"},
 }
