@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 
 from supermask_pipeline.pipelines.data_processing.pipeline import create_pipeline as data_processing
+from supermask_pipeline.pipelines.grid.pipeline import create_pipeline as grid
+from supermask_pipeline.pipelines.grid.points import GridPoint, grid_points, method_parameters, point_fingerprint
 from supermask_pipeline.pipelines.lottery.pipeline import create_pipeline as lottery
 from supermask_pipeline.pipelines.mask_criteria.pipeline import create_pipeline as mask_criteria
 from supermask_pipeline.pipelines.supermask.pipeline import create_fine_tune_pipeline as supermask_fine_tune
@@ -13,11 +21,57 @@ from supermask_pipeline.pipelines.training.pipeline import create_method_pipelin
 
 METHOD_NAMESPACES = ("dense", "signed_supermask")
 
+logger = logging.getLogger(__name__)
+
+
+def _project_parameters() -> dict[str, Any] | None:
+    """The project's parameters as files give them (conf/base, then conf/local), read from
+    the working directory (the project root under ``kedro run``); None outside a project."""
+    conf = Path.cwd() / settings.CONF_SOURCE
+    if not conf.is_dir():
+        return None
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf), **settings.CONFIG_LOADER_ARGS)
+    return loader["parameters"]
+
+
+def finished_points(points: list[GridPoint], block: dict[str, Any], parameters: dict[str, Any], root: Path) -> set[str]:
+    """Names of the points whose ``point_record.json`` (under ``root``) holds the fingerprint
+    of their current parameters: they ran to the end with these parameters."""
+    finished = set()
+    for point in points:
+        path = root / "data/08_reporting/grid" / point.architecture / point.method / f"seed_{point.seed}" / "point_record.json"
+        if not path.is_file():
+            continue
+        family = parameters[point.method] if point.family == "training" else parameters["supermask"]
+        own = block[point.architecture][point.method][f"seed_{point.seed}"]
+        expected = point_fingerprint(own, method_parameters(point.method, family), parameters["data_processing"])
+        try:
+            recorded = json.loads(path.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            continue
+        if recorded == expected:
+            finished.add(point.name)
+    return finished
+
+
+def grid_pipeline() -> Pipeline:
+    """The points of ``grid`` in the parameter files, without the finished ones (unless
+    ``grid.force``), and the report; empty outside a project folder."""
+    parameters = _project_parameters()
+    if parameters is None or "grid" not in parameters:
+        return Pipeline([])
+    points, block = grid_points(parameters)
+    skip = set() if parameters["grid"].get("force") else finished_points(points, block, parameters, Path.cwd())
+    if skip:
+        logger.info("Grid %s: skipping %d finished point(s): %s.", parameters["grid"]["id"], len(skip), sorted(skip))
+    return grid(points, skip)
+
 
 def register_pipelines() -> dict[str, Pipeline]:
     """``data_processing``, ``init_weights``, one pipeline per method, ``mask_criteria`` (on the
     dense run), ``lottery`` (iterative pruning), ``supermask`` (learned supermask of
     ``supermask.strategy``), ``supermask_fine_tune`` (the same, then fine-tuning under its mask)
+    ``grid`` (every point of ``grid`` in parameters_grid.yml, and the comparison report)
     and ``__default__`` (data, dense and signed supermask)."""
     data = data_processing()
     methods = {name: create_method_pipeline(name) for name in METHOD_NAMESPACES}
@@ -34,5 +88,6 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines["lottery"] = data + lottery_pipeline
     pipelines["supermask"] = data + supermask_pipeline
     pipelines["supermask_fine_tune"] = data + supermask_pipeline + supermask_fine_tune()
+    pipelines["grid"] = data + grid_pipeline()
     pipelines["__default__"] = data + sum(methods.values(), Pipeline([]))
     return pipelines

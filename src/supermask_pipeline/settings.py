@@ -4,7 +4,11 @@ kedro-mlflow registers its hooks through its entry point; tracking is configured
 ``conf/base/mlflow.yml`` (sqlite store: MLflow 3 refuses the ``./mlruns`` fallback).
 """
 
+from supermask_pipeline.hooks import GRID_HOOKS
 from supermask_pipeline.models.architectures import resolve_dataset
+
+# The grid's per-point parameters, and each grid point in its own nested MLflow run (hooks.py).
+HOOKS = GRID_HOOKS
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -64,6 +64,7 @@ def run_kedro(project: Path):
 
     def run(pipeline: str, runtime_params: dict | None = None, **kwargs):
         params = {"data_processing": {"num_val": 6}, **(runtime_params or {})}
+        bootstrap_project(project)  # as every `kedro run` process does: the registry reads the files anew
         try:
             with KedroSession.create(project_path=project, runtime_params=params) as session:
                 return session.run(pipeline_names=[pipeline], **kwargs)

@@ -19,9 +19,11 @@ SHARED_PARAMETERS = {"params:model", "params:dataset", "params:seed"}
 RECIPE = ["params:strategy", "params:recipes", "catalog_strategy"]
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    """The supermask of ``supermask.strategy`` with its recipe (``supermask.recipes.<strategy>``)."""
-    template = Pipeline(
+def create_template() -> Pipeline:
+    """The un-namespaced template (inputs ``params:strategy``, ``params:recipes``,
+    ``catalog_strategy``, …); :func:`create_pipeline` puts it under ``supermask`` and the
+    grid under ``grid.<architecture>.<strategy>.seed_<seed>``."""
+    return Pipeline(
         [
             Node(
                 func=initialise_supermask,
@@ -82,7 +84,11 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
-    return Pipeline(template, namespace=NAMESPACE, inputs=SHARED_INPUTS, parameters=SHARED_PARAMETERS)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """The supermask of ``supermask.strategy`` with its recipe (``supermask.recipes.<strategy>``)."""
+    return Pipeline(create_template(), namespace=NAMESPACE, inputs=SHARED_INPUTS, parameters=SHARED_PARAMETERS)
 
 
 def create_fine_tune_pipeline(**kwargs) -> Pipeline:

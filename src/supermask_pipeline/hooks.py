@@ -1,0 +1,142 @@
+"""Project hooks of the grid: every point's own parameters, and its own (nested) MLflow run.
+
+``GridParameters`` adds ``params:grid.points.<architecture>.<method>.seed_<seed>`` (and its
+keys) to the catalog, from the merged ``grid`` lists: the namespaces of the grid pipeline read
+their ``model`` and ``seed`` there (a YAML interpolation cannot do it: Kedro resolves
+conf/base before conf/local's lists are merged in).
+
+kedro-mlflow opens one run per ``kedro run`` (the grid's parent run) and re-activates it before
+every node. For a node of ``grid.<architecture>.<method>.seed_<seed>`` the opener (called
+after kedro-mlflow's hook) activates the point's child run, creating it the first time with
+the tags ``grid_id``, ``grid_point``, ``architecture``, ``dataset``, ``method`` and ``seed``;
+the node's live metrics, tags, parameters and its outputs' metrics and artifacts (saved
+after the node) land there. The closer (called before kedro-mlflow's hook) ends it before the
+next node, with the status RUNNING until the point's ``record`` node ran (then FINISHED). A
+point whose ``record`` node did not run (a failure) is marked FAILED, so reports, which read
+FINISHED runs only, never take a half-run point for a result.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import mlflow
+from kedro.framework.hooks import hook_impl
+from mlflow.entities import RunStatus
+
+from supermask_pipeline.pipelines.grid.points import grid_points
+
+logger = logging.getLogger(__name__)
+
+_POINT = re.compile(r"^grid\.(?P<architecture>[^.]+)\.(?P<method>[^.]+)\.seed_(?P<seed>\d+)$")
+
+
+class GridParameters:
+    """Adds every grid point's parameters to the catalog (nothing without a ``grid`` block)."""
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any, parameters: dict[str, Any]) -> None:
+        params = parameters.get("parameters", {})
+        if "grid" not in params:
+            return
+        _, block = grid_points(params)
+        for architecture, methods in block.items():
+            for method, seeds in methods.items():
+                for seed, point in seeds.items():
+                    prefix = f"params:grid.points.{architecture}.{method}.{seed}"
+                    catalog[prefix] = point
+                    for key, value in point.items():
+                        catalog[f"{prefix}.{key}"] = value
+
+
+class _GridRuns:
+    """State shared by the opener and the closer within one ``kedro run``."""
+
+    def __init__(self) -> None:
+        self.grid_id: str | None = None
+        self.runs: dict[str, str] = {}  # point name → run id
+        self.recorded: set[str] = set()  # points whose record node ran
+        self.open: str | None = None  # the point whose run this hook activated
+
+    def close(self, failed: bool = False) -> None:
+        """End the activated point run: FINISHED once its record node ran, FAILED on an error,
+        else RUNNING (it has nodes to come: a report reading MLflow meanwhile must not take
+        it for a result)."""
+        active = mlflow.active_run()
+        if self.open is not None and active is not None and active.info.run_id == self.runs[self.open]:
+            status = RunStatus.FAILED if failed else RunStatus.FINISHED if self.open in self.recorded else RunStatus.RUNNING
+            mlflow.end_run(RunStatus.to_string(status))
+        self.open = None
+
+
+class GridRunOpener:
+    """Activates a grid point's MLflow run for its nodes (runs after kedro-mlflow's hooks)."""
+
+    def __init__(self, state: _GridRuns) -> None:
+        self.state = state
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self.state.__init__()
+        if not any(node.name.startswith("grid.") for node in pipeline.nodes):
+            return
+        self.state.grid_id = str(catalog.load("params:grid.id"))
+        if mlflow.active_run() is not None:
+            mlflow.set_tag("grid_id", self.state.grid_id)
+
+    @hook_impl(trylast=True)
+    def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any], is_async: bool) -> None:
+        match = _POINT.match(node.namespace or "")
+        if match is None or mlflow.active_run() is None or self.state.grid_id is None:
+            return
+        name = f"{match['architecture']}.{match['method']}.seed_{match['seed']}"
+        if name in self.state.runs:
+            run = mlflow.start_run(run_id=self.state.runs[name], nested=True)
+        else:
+            tags = {
+                "grid_id": self.state.grid_id,
+                "grid_point": name,
+                "architecture": match["architecture"],
+                "method": match["method"],
+                "seed": match["seed"],
+                "dataset": str(catalog.load(f"params:grid.points.{name}.dataset")),
+            }
+            run = mlflow.start_run(run_name=name, nested=True, tags=tags)
+            self.state.runs[name] = run.info.run_id
+            logger.info("Grid point %s: MLflow run %s.", name, run.info.run_id)
+        self.state.open = name
+        if node.name.endswith(".record"):
+            self.state.recorded.add(name)
+
+
+class GridRunCloser:
+    """Ends the point run before the next node and at the end (runs before kedro-mlflow's hooks)."""
+
+    def __init__(self, state: _GridRuns) -> None:
+        self.state = state
+
+    @hook_impl(tryfirst=True)
+    def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any], is_async: bool) -> None:
+        self.state.close()
+
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self, run_params: dict[str, Any], run_result: Any, pipeline: Any, catalog: Any) -> None:
+        self.state.close()
+        self._fail_unrecorded()
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self.state.close(failed=True)
+        self._fail_unrecorded()
+
+    def _fail_unrecorded(self) -> None:
+        client = mlflow.MlflowClient()
+        for name, run_id in self.state.runs.items():
+            if name not in self.state.recorded:  # interrupted before its record node
+                client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+
+
+_state = _GridRuns()
+GRID_HOOKS = (GridParameters(), GridRunOpener(_state), GridRunCloser(_state))

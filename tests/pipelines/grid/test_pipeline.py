@@ -1,0 +1,141 @@
+"""The grid pipeline on a tiny generated MNIST-format set: 2 methods × 2 seeds, 1 epoch."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from ..conftest import FAST_TRAINING
+
+METHODS = ["dense", "threshold"]
+SEEDS = [0, 1]
+ONE_EPOCH = {**FAST_TRAINING, "epochs": 1}
+# The grid lives in a parameters file (the registry reads the files, not --params); so do the
+# shortened recipes, so that a point's fingerprint is the same for the registry and the run.
+LOCAL = {
+    "grid": {"id": "tiny", "architectures": ["fcn"], "methods": METHODS, "seeds": SEEDS},
+    "data_processing": {"num_val": 6},
+    "dense": {"training": ONE_EPOCH},
+    "supermask": {"recipes": {"threshold": {"training": ONE_EPOCH}}},
+}
+
+
+@pytest.fixture
+def grid_project(project):
+    (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(LOCAL))
+    return project
+
+
+def _point_runs(project, grid_id="tiny"):
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(
+        experiment_names=["supermask_pipeline"], filter_string=f"tags.grid_id = '{grid_id}'", output_format="list"
+    )
+    points = [r for r in runs if "grid_point" in r.data.tags]
+    parents = [r for r in runs if "grid_point" not in r.data.tags]
+    return points, parents
+
+
+def test_grid_runs_every_point_in_its_own_run_and_summarises_them(grid_project, run_kedro):
+    project = grid_project
+    run_kedro("grid")
+
+    points, parents = _point_runs(project)
+    assert len(parents) == 1
+    (parent,) = parents
+    names = sorted(r.info.run_name for r in points)
+    assert names == sorted(f"fcn.{m}.seed_{s}" for m in METHODS for s in SEEDS)
+    for run in points:
+        tags = run.data.tags
+        assert run.info.status == "FINISHED"
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        architecture, method, seed = run.info.run_name.split(".")
+        assert (tags["architecture"], tags["method"], tags["dataset"]) == (architecture, method, "mnist")
+        assert f"seed_{tags['seed']}" == seed
+        # The point's own results, and nothing of the other points.
+        record = json.loads(
+            (project / "data/08_reporting/grid/fcn" / method / seed / "point_record.json").read_text()
+        )
+        assert record["run_id"] == run.info.run_id
+        assert run.data.metrics["test_accuracy"] == pytest.approx(record["test_accuracy"])
+        assert run.data.metrics["epochs"] == 1
+        assert {f"remaining_weights.{layer}" for layer in ("fc1", "fc2", "fc3")} <= set(run.data.metrics)
+        history = MlflowClient().get_metric_history(run.info.run_id, "epoch.val_accuracy")
+        assert [m.step for m in history] == [1]
+    # The dense points keep every weight; the two seeds start from different weights.
+    dense = {r.data.tags["seed"]: r for r in points if r.data.tags["method"] == "dense"}
+    assert all(r.data.metrics["remaining_weights"] == 1.0 for r in dense.values())
+    w0, w1 = (
+        (project / f"data/04_feature/grid/fcn/dense/seed_{s}/initial_weights.safetensors").read_bytes() for s in SEEDS
+    )
+    assert w0 != w1
+
+    # The summary: one row per method, mean and sample std over the seeds' runs.
+    summary = pd.read_csv(project / "data/08_reporting/grid/summary.csv")
+    assert sorted(summary["method"]) == sorted(METHODS)
+    for method in METHODS:
+        row = summary[summary["method"] == method].iloc[0]
+        accuracies = [r.data.metrics["test_accuracy"] for r in points if r.data.tags["method"] == method]
+        remaining = [r.data.metrics["remaining_weights"] for r in points if r.data.tags["method"] == method]
+        assert row["seeds"] == 2
+        assert row["test_accuracy_mean"] == pytest.approx(statistics.mean(accuracies))
+        assert row["test_accuracy_std"] == pytest.approx(statistics.stdev(accuracies), abs=1e-12)
+        assert row["remaining_weights_mean"] == pytest.approx(statistics.mean(remaining))
+    dense_row = summary[summary["method"] == "dense"].iloc[0]
+    assert dense_row["published_test_accuracy"] == pytest.approx(0.9742)  # Koster et al., fcn
+    markdown = (project / "data/08_reporting/grid/summary.md").read_text()
+    assert "threshold" in markdown and "dense" in markdown
+    for plot in ("accuracy_vs_remaining.png", "remaining_weights_per_layer.png", "val_accuracy_curves.png"):
+        assert (project / "data/08_reporting/grid" / plot).stat().st_size > 1000
+    artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "grid")}
+    assert "grid/summary.csv" in artifacts
+
+    # A rerun skips the finished points: no new point runs, no training, the same summary.
+    before = {p: p.stat().st_mtime_ns for p in (project / "data/06_models/grid").rglob("*.safetensors")}
+    run_kedro("grid")
+    points_again, parents_again = _point_runs(project)
+    assert len(points_again) == len(points) and len(parents_again) == 2
+    assert {p: p.stat().st_mtime_ns for p in (project / "data/06_models/grid").rglob("*.safetensors")} == before
+    pd.testing.assert_frame_equal(pd.read_csv(project / "data/08_reporting/grid/summary.csv"), summary)
+
+
+def test_changed_parameters_rerun_only_the_points_they_touch(grid_project, run_kedro):
+    project = grid_project
+    run_kedro("grid")
+    local = {**LOCAL, "dense": {"training": {**ONE_EPOCH, "learning_rate": 0.02}}}
+    (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(local))
+    run_kedro("grid")
+    points, _ = _point_runs(project)
+    counts = pd.Series([r.info.run_name for r in points]).value_counts()
+    assert all(counts[f"fcn.dense.seed_{s}"] == 2 for s in SEEDS)  # rerun with the new learning rate
+    assert all(counts[f"fcn.threshold.seed_{s}"] == 1 for s in SEEDS)  # skipped
+
+
+def test_a_grid_of_two_datasets_is_refused():
+    from supermask_pipeline.pipelines.grid.points import expand_grid
+
+    with pytest.raises(ValueError, match="two grids"):
+        expand_grid(["fcn", "conv2"], ["dense"], [0])
+    with pytest.raises(ValueError, match="unknown"):
+        expand_grid(["fcn"], ["dense", "supermask"], [0])
+    with pytest.raises(ValueError, match="non-negative"):
+        expand_grid(["fcn"], ["dense"], [-1])
+
+
+def test_a_failed_point_is_marked_failed_and_left_out(grid_project, run_kedro):
+    project = grid_project
+    broken = {**LOCAL, "supermask": {"recipes": {"threshold": {"training": {**ONE_EPOCH, "optimizer": "adagrad"}}}}}
+    (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(broken))
+    with pytest.raises(Exception, match="adagrad"):
+        run_kedro("grid")
+    points, _ = _point_runs(project)
+    status = {r.info.run_name: r.info.status for r in points}
+    assert {status[f"fcn.threshold.seed_{s}"] for s in SEEDS if f"fcn.threshold.seed_{s}" in status} == {"FAILED"}
+    assert "FINISHED" not in status.values()  # no point got to its record node: none looks like a result
+    assert not (project / "data/08_reporting/grid/summary.csv").exists()
