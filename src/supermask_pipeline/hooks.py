@@ -30,7 +30,7 @@ from supermask_pipeline.pipelines.grid.points import grid_points
 
 logger = logging.getLogger(__name__)
 
-_POINT = re.compile(r"^grid\.(?P<architecture>[^.]+)\.(?P<method>[^.]+)\.seed_(?P<seed>\d+)$")
+_POINT = re.compile(r"^grid\.(?P<architecture>[^.]+)\.(?P<method>.+)\.seed_(?P<seed>\d+)$")
 
 
 class GridParameters:

@@ -12,7 +12,13 @@ from kedro.pipeline import Pipeline
 
 from supermask_pipeline.pipelines.data_processing.pipeline import create_pipeline as data_processing
 from supermask_pipeline.pipelines.grid.pipeline import create_pipeline as grid
-from supermask_pipeline.pipelines.grid.points import GridPoint, grid_points, method_parameters, point_fingerprint
+from supermask_pipeline.pipelines.grid.points import (
+    GridPoint,
+    family_parameters_name,
+    grid_points,
+    method_parameters,
+    point_fingerprint,
+)
 from supermask_pipeline.pipelines.lottery.pipeline import create_pipeline as lottery
 from supermask_pipeline.pipelines.mask_criteria.pipeline import create_pipeline as mask_criteria
 from supermask_pipeline.pipelines.supermask.pipeline import create_fine_tune_pipeline as supermask_fine_tune
@@ -42,7 +48,7 @@ def finished_points(points: list[GridPoint], block: dict[str, Any], parameters: 
         path = root / "data/08_reporting/grid" / point.architecture / point.method / f"seed_{point.seed}" / "point_record.json"
         if not path.is_file():
             continue
-        family = parameters[point.method] if point.family == "training" else parameters["supermask"]
+        family = parameters[family_parameters_name(point.method)]
         own = block[point.architecture][point.method][f"seed_{point.seed}"]
         expected = point_fingerprint(own, method_parameters(point.method, family), parameters["data_processing"])
         try:

@@ -108,6 +108,33 @@ class LotteryConfiguration:
             raise ValueError(f"Unknown keys {unknown} in lottery configuration {dict(params)!r}; known: {sorted(known)}.")
         return cls(**dict(params))
 
+    @classmethod
+    def from_name(cls, name: str) -> LotteryConfiguration:
+        """Inverse of :attr:`name`: ``large_final_same_sign.none.mask`` → the configuration.
+
+        Raises:
+            ValueError: a name not of the form ``<criterion>[_same_sign].<mask-1 action>.<mask-0 action>``,
+                or an unknown criterion or action.
+        """
+        parts = name.split(".") if isinstance(name, str) else []
+        if len(parts) != 3:
+            raise ValueError(
+                f"A lottery configuration name is <criterion>[_same_sign].<mask-1 action>.<mask-0 action>, "
+                f"e.g. large_final.none.mask; got {name!r}."
+            )
+        criterion, mask_1_action, mask_0_action = parts
+        same_sign = criterion.endswith("_same_sign")
+        return cls(criterion.removesuffix("_same_sign"), mask_1_action, mask_0_action, same_sign)
+
+    def as_params(self) -> dict[str, Any]:
+        """The parameter mapping of :meth:`from_params`."""
+        return {
+            "criterion": self.criterion,
+            "mask_1_action": self.mask_1_action,
+            "mask_0_action": self.mask_0_action,
+            "same_sign": self.same_sign,
+        }
+
 
 @dataclass
 class RoundResult:

@@ -139,3 +139,35 @@ def test_a_failed_point_is_marked_failed_and_left_out(grid_project, run_kedro):
     assert {status[f"fcn.threshold.seed_{s}"] for s in SEEDS if f"fcn.threshold.seed_{s}" in status} == {"FAILED"}
     assert "FINISHED" not in status.values()  # no point got to its record node: none looks like a result
     assert not (project / "data/08_reporting/grid/summary.csv").exists()
+
+
+def test_lottery_configurations_are_grid_methods(grid_project, run_kedro):
+    project = grid_project
+    methods = ["lottery.large_final.none.mask", "lottery.large_final.random_reinit.mask"]
+    local = {
+        **LOCAL,
+        "grid": {"id": "tiny", "architectures": ["fcn"], "methods": methods, "seeds": [3]},
+        "lottery": {"training": ONE_EPOCH, "pruning": {"rounds": 1}},
+    }
+    (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(local))
+    run_kedro("grid")
+
+    points, _ = _point_runs(project)
+    assert sorted(r.info.run_name for r in points) == sorted(f"fcn.{m}.seed_3" for m in methods)
+    client = MlflowClient()
+    # One pruning round of Zhou et al.'s rates: fc 20 %, output layer 10 %, counted per layer.
+    kept = {"fc1": round(0.8 * 235200), "fc2": round(0.8 * 30000), "fc3": round(0.9 * 1000)}
+    for run in points:
+        metrics = run.data.metrics
+        assert run.info.status == "FINISHED" and run.data.tags["method"] in methods
+        assert metrics["remaining_weights"] == pytest.approx(sum(kept.values()) / 266200)
+        for layer, (count, size) in {"fc1": (kept["fc1"], 235200), "fc2": (kept["fc2"], 30000), "fc3": (kept["fc3"], 1000)}.items():
+            assert metrics[f"remaining_weights.{layer}"] == pytest.approx(count / size)
+        assert metrics["epochs"] == 2  # round 0 (dense) and round 1, one epoch each
+        rounds = client.get_metric_history(run.info.run_id, "round.remaining_weights")
+        assert [(m.step, m.value) for m in sorted(rounds, key=lambda m: m.step)][0] == (0, 1.0)
+        table = pd.read_csv(project / "data/08_reporting/grid/fcn" / run.data.tags["method"] / "seed_3" / "rounds_table.csv")
+        assert metrics["test_accuracy"] == pytest.approx(table.sort_values("round")["test_accuracy"].iloc[-1])
+    summary = pd.read_csv(project / "data/08_reporting/grid/summary.csv")
+    assert sorted(summary["method"]) == sorted(methods)
+    assert set(summary["seeds"]) == {1}

@@ -24,6 +24,44 @@ logger = logging.getLogger(__name__)
 
 #: History columns logged as per-epoch curves ``epoch.<column>`` (step = epoch).
 CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "remaining_weights")
+#: Lottery rounds-table columns logged as ``round.<column>`` (step = round).
+ROUND_CURVES = ("test_accuracy", "remaining_weights", "val_accuracy")
+
+
+def _log_point(
+    point: dict[str, Any],
+    fingerprint: str,
+    grid_id: str,
+    metrics: dict[str, float],
+    curves: pd.DataFrame,
+    rounds: pd.DataFrame | None = None,
+) -> str | None:
+    """Log the point's figures into the active MLflow run (the point's own while a grid
+    point's node runs, see ``supermask_pipeline.hooks``); its run id, None without a run."""
+    run = mlflow.active_run()
+    if run is None:
+        return None
+    mlflow.set_tags({"grid_id": grid_id, "grid_point": point["name"], "point_fingerprint": fingerprint})
+    logged = set(mlflow.MlflowClient().get_run(run.info.run_id).data.metrics)  # e.g. the evaluate node's
+    mlflow.log_metrics({key: value for key, value in metrics.items() if key not in logged})
+    for row in curves.itertuples(index=False):
+        values = {f"epoch.{name}": float(getattr(row, name)) for name in CURVES}
+        mlflow.log_metrics({k: v for k, v in values.items() if not math.isnan(v)}, step=int(row.epoch))
+    for row in (rounds if rounds is not None else pd.DataFrame()).itertuples(index=False):
+        values = {f"round.{name}": float(getattr(row, name)) for name in ROUND_CURVES}
+        mlflow.log_metrics({k: v for k, v in values.items() if not math.isnan(v)}, step=int(row.round))
+    return run.info.run_id
+
+
+def _record(point: dict[str, Any], fingerprint: str, grid_id: str, run_id: str | None, metrics: dict[str, float]) -> dict[str, Any]:
+    keys = ("test_accuracy", "test_loss", "remaining_weights", "epochs", "wall_time_s")
+    return {
+        "grid_id": grid_id,
+        "grid_point": point["name"],
+        "fingerprint": fingerprint,
+        "run_id": run_id,
+        **{key: float(metrics[key]) for key in keys},
+    }
 
 
 def record_point(
@@ -34,13 +72,14 @@ def record_point(
     data_processing: dict[str, Any],
     grid_id: str,
 ) -> dict[str, Any]:
-    """Complete the point's MLflow run (the active run while a grid point's node runs, see
-    ``supermask_pipeline.hooks``) and return the point's record.
+    """Complete the MLflow run of a dense, signed-supermask or learned-supermask point and
+    return the point's record.
 
     Logs ``epochs``, ``wall_time_s`` (sum of the epochs' training time, s),
     ``remaining_weights.<layer>`` (fractions) and the curves ``epoch.<name>`` for the names of
     :data:`CURVES` (step = epoch, 1-based); ``test_accuracy``, ``test_loss`` and
-    ``remaining_weights`` are logged by the evaluate node. Sets the tag ``point_fingerprint``.
+    ``remaining_weights`` were logged by the point's evaluate node. Sets the tag
+    ``point_fingerprint``.
 
     Returns:
         ``{grid_id, grid_point, fingerprint, run_id, test_accuracy, test_loss,
@@ -54,31 +93,65 @@ def record_point(
     if training_history.empty:
         raise ValueError(f"grid point {point['name']}: the training history is empty; nothing to record.")
     fingerprint = point_fingerprint(point, method_parameters(point["method"], family_parameters), data_processing)
-    epochs = int(training_history["epoch"].max())
-    wall_time_s = float(training_history["epoch_time_s"].sum())
-    per_layer = {
-        f"remaining_weights.{row['layer']}": float(row["remaining_weights"])
-        for row in evaluation_summary["per_layer"]
-        if row["layer"] != "total"
-    }
-    run = mlflow.active_run()
-    if run is not None:
-        mlflow.set_tags({"grid_id": grid_id, "grid_point": point["name"], "point_fingerprint": fingerprint})
-        mlflow.log_metrics({"epochs": epochs, "wall_time_s": wall_time_s, **per_layer})
-        for row in training_history.itertuples(index=False):
-            values = {f"epoch.{name}": float(getattr(row, name)) for name in CURVES}
-            mlflow.log_metrics({k: v for k, v in values.items() if not math.isnan(v)}, step=int(row.epoch))
-    return {
-        "grid_id": grid_id,
-        "grid_point": point["name"],
-        "fingerprint": fingerprint,
-        "run_id": None if run is None else run.info.run_id,
+    metrics = {
         "test_accuracy": float(evaluation_summary["test_accuracy"]),
         "test_loss": float(evaluation_summary["test_loss"]),
         "remaining_weights": float(evaluation_summary["remaining_weights"]),
-        "epochs": epochs,
-        "wall_time_s": wall_time_s,
+        "epochs": int(training_history["epoch"].max()),
+        "wall_time_s": float(training_history["epoch_time_s"].sum()),
+        **{
+            f"remaining_weights.{row['layer']}": float(row["remaining_weights"])
+            for row in evaluation_summary["per_layer"]
+            if row["layer"] != "total"
+        },
     }
+    run_id = _log_point(point, fingerprint, grid_id, metrics, training_history)
+    return _record(point, fingerprint, grid_id, run_id, metrics)
+
+
+def record_lottery_point(
+    rounds_table: pd.DataFrame,
+    round_masks: dict[str, Any],
+    training_history: pd.DataFrame,
+    point: dict[str, Any],
+    family_parameters: dict[str, Any],
+    data_processing: dict[str, Any],
+    grid_id: str,
+) -> dict[str, Any]:
+    """Complete the MLflow run of a lottery-ticket point (one configuration) and return its record.
+
+    The point's result is its last round: ``test_accuracy``, ``test_loss``,
+    ``remaining_weights`` and ``remaining_weights.<layer>`` (from that round's masks); ``epochs``
+    and ``wall_time_s`` add up every round (the cost of the ticket). Curves: ``round.<name>``
+    for :data:`ROUND_CURVES` (step = round, 0 = the dense network) and ``epoch.<name>`` of the
+    last round.
+
+    Args:
+        round_masks: partition ``<configuration>/round_NN`` → layer name → int8 mask (or a
+            function loading it, as a PartitionedDataset gives).
+
+    Raises:
+        ValueError: an empty rounds table, or no masks of its last round.
+    """
+    if rounds_table.empty:
+        raise ValueError(f"grid point {point['name']}: the lottery rounds table is empty; nothing to record.")
+    fingerprint = point_fingerprint(point, method_parameters(point["method"], family_parameters), data_processing)
+    last = rounds_table.sort_values("round").iloc[-1]
+    key = f"{last['configuration']}/round_{int(last['round']):02d}"
+    if key not in round_masks:
+        raise ValueError(f"grid point {point['name']}: no masks {key!r} among the round masks {sorted(round_masks)[:4]}….")
+    masks = round_masks[key]() if callable(round_masks[key]) else round_masks[key]
+    metrics = {
+        "test_accuracy": float(last["test_accuracy"]),
+        "test_loss": float(last["test_loss"]),
+        "remaining_weights": float(last["remaining_weights"]),
+        "epochs": int(rounds_table["epochs"].sum()),
+        "wall_time_s": float(rounds_table["wall_time_s"].sum()),
+        **{f"remaining_weights.{name}": float(mask.count_nonzero()) / mask.numel() for name, mask in masks.items()},
+    }
+    curves = training_history[training_history["round"] == last["round"]]
+    run_id = _log_point(point, fingerprint, grid_id, metrics, curves, rounds_table)
+    return _record(point, fingerprint, grid_id, run_id, metrics)
 
 
 def report_grid(grid_id: str, *records: dict[str, Any]) -> tuple[pd.DataFrame, str, Figure, Figure, Figure]:

@@ -6,8 +6,9 @@ from collections.abc import Iterable
 
 from kedro.pipeline import Node, Pipeline
 
-from supermask_pipeline.pipelines.grid.nodes import record_point, report_grid
-from supermask_pipeline.pipelines.grid.points import GridPoint
+from supermask_pipeline.pipelines.grid.nodes import record_lottery_point, record_point, report_grid
+from supermask_pipeline.pipelines.grid.points import GridPoint, family_parameters_name
+from supermask_pipeline.pipelines.lottery.pipeline import create_template as lottery_template
 from supermask_pipeline.pipelines.supermask.pipeline import create_template as supermask_template
 from supermask_pipeline.pipelines.training.pipeline import create_pipeline as training_template
 
@@ -17,33 +18,35 @@ SHARED_INPUTS = {"train_split", "val_split", "test_split"}
 def _point_pipeline(point: GridPoint) -> Pipeline:
     """The point's template under ``grid.<architecture>.<method>.seed_<seed>``, reading its own
     ``model`` and ``seed`` and its method's shared parameters, then the record node."""
-    own = {"params:model": f"params:{point.parameters}.model", "params:seed": f"params:{point.parameters}.seed"}
+    own = {
+        "params:model": f"params:{point.parameters}.model",
+        "params:seed": f"params:{point.parameters}.seed",
+        "params:dataset": "params:dataset",
+    }
+    family = f"params:{family_parameters_name(point.method)}"
     if point.family == "training":
+        keys = ("init", "method", "data", "training", "presets")
+        parameters = {**own, **{f"params:{key}": f"{family}.{key}" for key in keys}}
+        template, results = training_template(), ["evaluation_summary", "training_history"]
+    elif point.family == "lottery":
+        keys = ("init", "activation", "data", "training", "presets")
         parameters = {
             **own,
-            "params:dataset": "params:dataset",
-            **{f"params:{key}": f"params:{point.method}.{key}" for key in ("init", "method", "data", "training", "presets")},
+            "params:pruning": f"params:{point.parameters}.pruning",
+            **{f"params:{key}": f"{family}.{key}" for key in keys},
         }
-        template, family = training_template(), f"params:{point.method}"
+        template, results = lottery_template(), ["rounds_table", "round_masks", "training_history"]
     else:
         parameters = {
             **own,
-            "params:dataset": "params:dataset",
             "params:strategy": f"params:{point.parameters}.method",
             "params:recipes": "params:supermask.recipes",
             "params:evaluation_samples": "params:supermask.evaluation_samples",
         }
-        template, family = supermask_template(), "params:supermask"
+        template, results = supermask_template(), ["evaluation_summary", "training_history"]
     record = Node(
-        func=record_point,
-        inputs=[
-            "evaluation_summary",
-            "training_history",
-            f"params:{point.parameters}",
-            family,
-            "params:data_processing",
-            "params:grid.id",
-        ],
+        func=record_lottery_point if point.family == "lottery" else record_point,
+        inputs=[*results, f"params:{point.parameters}", family, "params:data_processing", "params:grid.id"],
         outputs="point_record",
         name="record",
         tags=["grid", "reporting"],

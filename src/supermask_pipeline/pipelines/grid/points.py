@@ -17,12 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from supermask_pipeline.models.architectures import resolve_dataset
+from supermask_pipeline.training.iterative_pruning import LotteryConfiguration
 
 #: Methods of the training template (parameters ``<method>.*``, pipeline ``training``).
 TRAINING_METHODS = ("dense", "signed_supermask")
 #: Learned-supermask strategies (parameters ``supermask.recipes.<method>``, pipeline ``supermask``).
 SUPERMASK_METHODS = ("bernoulli", "threshold", "edge_popup", "aslp")
 GRID_METHODS = TRAINING_METHODS + SUPERMASK_METHODS
+#: Lottery-ticket configurations are methods ``lottery.<configuration name>``, e.g.
+#: ``lottery.large_final.none.mask`` (parameters ``lottery.*``, pipeline ``lottery``).
+LOTTERY_PREFIX = "lottery."
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,11 @@ class GridPoint:
 
     @property
     def family(self) -> str:
-        """``training`` (dense, signed_supermask) or ``supermask`` (the four strategies)."""
-        return "training" if self.method in TRAINING_METHODS else "supermask"
+        """``training`` (dense, signed_supermask), ``supermask`` (the four strategies) or
+        ``lottery`` (``lottery.<configuration>``)."""
+        if self.method in TRAINING_METHODS:
+            return "training"
+        return "lottery" if self.method.startswith(LOTTERY_PREFIX) else "supermask"
 
 
 def _as_list(value: Any, name: str) -> list:
@@ -78,7 +85,8 @@ def expand_grid(architectures: Iterable[str], methods: Iterable[str], seeds: Ite
 
     Args:
         architectures: names of :func:`~supermask_pipeline.models.architectures.get_architecture`.
-        methods: names of :data:`GRID_METHODS`.
+        methods: names of :data:`GRID_METHODS`, or ``lottery.<configuration>`` (a
+            :attr:`~supermask_pipeline.training.iterative_pruning.LotteryConfiguration.name`).
         seeds: non-negative integers.
         dataset: ``auto`` (each architecture's own dataset) or a dataset name.
 
@@ -91,9 +99,15 @@ def expand_grid(architectures: Iterable[str], methods: Iterable[str], seeds: Ite
     architectures = [str(a) for a in _as_list(architectures, "architectures")]
     methods = [str(m) for m in _as_list(methods, "methods")]
     seeds = _as_list(seeds, "seeds")
-    unknown = [m for m in methods if m not in GRID_METHODS]
+    unknown = [m for m in methods if m not in GRID_METHODS and not m.startswith(LOTTERY_PREFIX)]
     if unknown:
-        raise ValueError(f"grid.methods: unknown {unknown}; choose from {list(GRID_METHODS)}.")
+        raise ValueError(
+            f"grid.methods: unknown {unknown}; choose from {list(GRID_METHODS)} or "
+            "lottery.<criterion>[_same_sign].<mask-1 action>.<mask-0 action> (e.g. lottery.large_final.none.mask)."
+        )
+    for method in methods:
+        if method.startswith(LOTTERY_PREFIX):
+            LotteryConfiguration.from_name(method.removeprefix(LOTTERY_PREFIX))
     for seed in seeds:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"grid.seeds must be non-negative integers; got {seed!r}.")
@@ -106,13 +120,16 @@ def expand_grid(architectures: Iterable[str], methods: Iterable[str], seeds: Ite
     return [GridPoint(a, m, int(s), datasets[a]) for a in architectures for m in methods for s in seeds]
 
 
-def grid_parameters(points: Iterable[GridPoint], activation: str) -> dict[str, Any]:
+def grid_parameters(
+    points: Iterable[GridPoint], activation: str, lottery_pruning: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``grid.points`` parameter block: ``{architecture: {method: {seed_<n>: {...}}}}``,
     each point holding ``name``, ``architecture``, ``method``, ``seed``, ``dataset`` and the
-    ``model`` block its template reads (``{architecture, activation}``)."""
+    ``model`` block its template reads (``{architecture, activation}``); a lottery point also
+    ``pruning``: ``lottery_pruning`` (``lottery.pruning``) with its one configuration."""
     block: dict[str, Any] = {}
     for point in points:
-        block.setdefault(point.architecture, {}).setdefault(point.method, {})[f"seed_{point.seed}"] = {
+        own: dict[str, Any] = {
             "name": point.name,
             "architecture": point.architecture,
             "method": point.method,
@@ -120,6 +137,10 @@ def grid_parameters(points: Iterable[GridPoint], activation: str) -> dict[str, A
             "dataset": point.dataset,
             "model": {"architecture": point.architecture, "activation": activation},
         }
+        if point.family == "lottery":
+            configuration = LotteryConfiguration.from_name(point.method.removeprefix(LOTTERY_PREFIX))
+            own["pruning"] = {**(lottery_pruning or {}), "configurations": [configuration.as_params()]}
+        block.setdefault(point.architecture, {}).setdefault(point.method, {})[f"seed_{point.seed}"] = own
     return block
 
 
@@ -134,7 +155,8 @@ def grid_points(parameters: Mapping[str, Any]) -> tuple[list[GridPoint], dict[st
     if not isinstance(grid, Mapping) or not {"architectures", "methods", "seeds"} <= set(grid):
         raise ValueError("The parameters need a grid block with architectures, methods and seeds (parameters_grid.yml).")
     points = expand_grid(grid["architectures"], grid["methods"], grid["seeds"], parameters.get("dataset", "auto"))
-    return points, grid_parameters(points, parameters.get("model", {}).get("activation", "elu"))
+    activation = parameters.get("model", {}).get("activation", "elu")
+    return points, grid_parameters(points, activation, parameters.get("lottery", {}).get("pruning"))
 
 
 def point_fingerprint(point: Mapping[str, Any], method_parameters: Mapping[str, Any], data_processing: Mapping[str, Any]) -> str:
@@ -149,12 +171,24 @@ def point_fingerprint(point: Mapping[str, Any], method_parameters: Mapping[str, 
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def family_parameters_name(method: str) -> str:
+    """The parameter block a point of ``method`` reads: ``<method>``, ``supermask`` or ``lottery``."""
+    if method in TRAINING_METHODS:
+        return method
+    return "lottery" if method.startswith(LOTTERY_PREFIX) else "supermask"
+
+
 def method_parameters(method: str, family_parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The part of the parameters a point of ``method`` reads: the whole ``<method>`` block for
     dense and signed_supermask; for a strategy, its recipe and ``evaluation_samples`` out of
-    the ``supermask`` block (the other strategies' recipes do not change its result)."""
+    the ``supermask`` block (the other strategies' recipes do not change its result); for a
+    lottery configuration the ``lottery`` block without the configuration list (the point's
+    own ``pruning`` holds its configuration)."""
     if method in TRAINING_METHODS:
         return dict(family_parameters)
+    if method.startswith(LOTTERY_PREFIX):
+        pruning = {k: v for k, v in family_parameters.get("pruning", {}).items() if k != "configurations"}
+        return {**family_parameters, "pruning": pruning}
     return {
         "recipe": family_parameters["recipes"][method],
         "evaluation_samples": family_parameters["evaluation_samples"],

@@ -6,9 +6,10 @@ from supermask_pipeline.pipelines.lottery.nodes import plot_lottery, train_lotte
 from supermask_pipeline.pipelines.training.nodes import initialise_network
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    """Initialise (seeded ``lottery.init``), run every configuration's rounds, tabulate and plot."""
-    template = Pipeline(
+def create_template() -> Pipeline:
+    """The un-namespaced template; :func:`create_pipeline` puts it under ``lottery``, the grid
+    under ``grid.<architecture>.lottery.<configuration>.seed_<seed>``."""
+    return Pipeline(
         [
             Node(
                 func=initialise_network,
@@ -47,8 +48,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Initialise (seeded ``lottery.init``), run every configuration's rounds, tabulate and plot."""
     return Pipeline(
-        template,
+        create_template(),
         namespace="lottery",
         inputs={"train_split", "val_split", "test_split"},
         parameters={"params:model", "params:dataset", "params:seed"},
