@@ -41,7 +41,8 @@ def _log_point(
     run = mlflow.active_run()
     if run is None:
         return None
-    mlflow.set_tags({"grid_id": grid_id, "grid_point": point["name"], "point_fingerprint": fingerprint})
+    # method: a lottery node tags its runs "lottery"; the grid compares configurations.
+    mlflow.set_tags({"grid_id": grid_id, "grid_point": point["name"], "method": point["method"], "point_fingerprint": fingerprint})
     logged = set(mlflow.MlflowClient().get_run(run.info.run_id).data.metrics)  # e.g. the evaluate node's
     mlflow.log_metrics({key: value for key, value in metrics.items() if key not in logged})
     for row in curves.itertuples(index=False):
