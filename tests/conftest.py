@@ -119,3 +119,30 @@ def mnist_root() -> Path:
 def mnist_raw(mnist_root: Path):
     """The real MNIST (verified), loaded once per session."""
     return load_raw_images("mnist", mnist_root, download=False)
+
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare_runs.ipynb"
+
+
+@pytest.fixture
+def run_notebook():
+    """``run_notebook(tracking_uri, experiment, grid_id=None)``: execute notebooks/compare_runs.ipynb
+    top to bottom with nbmake against that MLflow store (fails the test with nbmake's output)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("nbmake", reason="nbmake is not installed (pip install 'nbmake>=1.5', the test extra)")
+
+    def run(tracking_uri: str, experiment: str, grid_id: str | None = None) -> None:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("SUPERMASK_")}
+        env.update(SUPERMASK_TRACKING_URI=tracking_uri, SUPERMASK_EXPERIMENT=experiment, MPLBACKEND="Agg")
+        if grid_id is not None:
+            env["SUPERMASK_GRID_ID"] = grid_id
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "--nbmake", "-p", "no:cacheprovider", str(NOTEBOOK)],
+            env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert result.returncode == 0, f"nbmake failed:\n{result.stdout}\n{result.stderr}"
+
+    return run

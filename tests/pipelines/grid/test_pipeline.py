@@ -42,7 +42,7 @@ def _point_runs(project, grid_id="tiny"):
     return points, parents
 
 
-def test_grid_runs_every_point_in_its_own_run_and_summarises_them(grid_project, run_kedro):
+def test_grid_runs_every_point_in_its_own_run_and_summarises_them(grid_project, run_kedro, run_notebook):
     project = grid_project
     run_kedro("grid")
 
@@ -95,6 +95,8 @@ def test_grid_runs_every_point_in_its_own_run_and_summarises_them(grid_project, 
         assert (project / "data/08_reporting/grid" / plot).stat().st_size > 1000
     artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "grid")}
     assert "grid/summary.csv" in artifacts
+    # The comparison notebook runs top to bottom on this grid's MLflow records.
+    run_notebook(f"sqlite:///{project / 'mlflow.db'}", "supermask_pipeline", "tiny")
 
     # A rerun skips the finished points: no new point runs, no training, the same summary.
     before = {p: p.stat().st_mtime_ns for p in (project / "data/06_models/grid").rglob("*.safetensors")}
