@@ -82,6 +82,13 @@ class GridRunOpener:
         self.state.__init__()
         if not any(node.name.startswith("grid.") for node in pipeline.nodes):
             return
+        given = sorted(set(run_params.get("runtime_params") or {}).intersection({"grid"}))
+        if given:
+            raise ValueError(
+                "The grid's points were given with --params, but the grid pipeline is built from the "
+                "parameter files before the run starts; set grid.* in conf/local/parameters_grid.yml "
+                "(or conf/base/parameters_grid.yml) instead."
+            )
         self.state.grid_id = str(catalog.load("params:grid.id"))
         if mlflow.active_run() is not None:
             mlflow.set_tag("grid_id", self.state.grid_id)

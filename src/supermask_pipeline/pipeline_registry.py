@@ -9,6 +9,7 @@ from typing import Any
 
 from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
+from kedro.utils import find_kedro_project
 
 from supermask_pipeline.pipelines.data_processing.pipeline import create_pipeline as data_processing
 from supermask_pipeline.pipelines.grid.pipeline import create_pipeline as grid
@@ -30,10 +31,16 @@ METHOD_NAMESPACES = ("dense", "signed_supermask")
 logger = logging.getLogger(__name__)
 
 
-def _project_parameters() -> dict[str, Any] | None:
-    """The project's parameters as files give them (conf/base, then conf/local), read from
-    the working directory (the project root under ``kedro run``); None outside a project."""
-    conf = Path.cwd() / settings.CONF_SOURCE
+def _project_root() -> Path | None:
+    """The Kedro project the working directory is in (``kedro run`` works from any subfolder)."""
+    root = find_kedro_project(Path.cwd())
+    return None if root is None else Path(root)
+
+
+def _project_parameters(root: Path) -> dict[str, Any] | None:
+    """The project's parameters as its files give them (conf/base, then conf/local); None
+    without a conf folder."""
+    conf = root / settings.CONF_SOURCE
     if not conf.is_dir():
         return None
     loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf), **settings.CONFIG_LOADER_ARGS)
@@ -61,13 +68,19 @@ def finished_points(points: list[GridPoint], block: dict[str, Any], parameters: 
 
 
 def grid_pipeline() -> Pipeline:
-    """The points of ``grid`` in the parameter files, without the finished ones (unless
-    ``grid.force``), and the report; empty outside a project folder."""
-    parameters = _project_parameters()
+    """The points of ``grid`` in the parameter files of the project around the working
+    directory, without the finished ones (unless ``grid.force``), and the report; empty
+    outside a project.
+
+    The registry cannot see ``--params``: the grid's lists belong in the parameter files.
+    """
+    root = _project_root()
+    parameters = None if root is None else _project_parameters(root)
     if parameters is None or "grid" not in parameters:
+        logger.warning("No Kedro project with a grid block (parameters_grid.yml) around %s: the grid pipeline is empty.", Path.cwd())
         return Pipeline([])
     points, block = grid_points(parameters)
-    skip = set() if parameters["grid"].get("force") else finished_points(points, block, parameters, Path.cwd())
+    skip = set() if parameters["grid"].get("force") else finished_points(points, block, parameters, root)
     if skip:
         logger.info("Grid %s: skipping %d finished point(s): %s.", parameters["grid"]["id"], len(skip), sorted(skip))
     return grid(points, skip)

@@ -173,3 +173,9 @@ def test_lottery_configurations_are_grid_methods(grid_project, run_kedro):
     summary = pd.read_csv(project / "data/08_reporting/grid/summary.csv")
     assert sorted(summary["method"]) == sorted(methods)
     assert set(summary["seeds"]) == {1}
+
+
+def test_grid_points_given_on_the_command_line_are_refused(grid_project, run_kedro):
+    with pytest.raises(ValueError, match="parameters_grid.yml"):
+        run_kedro("grid", {"grid": {"seeds": [5]}})
+    assert not (grid_project / "data/06_models/grid").exists()
