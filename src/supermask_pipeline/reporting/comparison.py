@@ -129,7 +129,8 @@ def plot_accuracy_vs_remaining(points: pd.DataFrame, published: pd.DataFrame | N
         datasets = (", ".join(pd.unique(points.loc[points["architecture"] == architecture, "dataset"]))
                     if "dataset" in points else "")
         ax.set_xscale("log")
-        ax.invert_xaxis()
+        low, _ = ax.get_xlim()
+        ax.set_xlim(150, min(low, 50))  # decreasing to the right; nothing keeps more than 100 %
         _percent_log_axis(ax.xaxis)
         ax.set(xlabel="remaining weights (%)", ylabel="test accuracy (%)",
                title=f"{architecture} ({datasets})" if datasets else architecture)
