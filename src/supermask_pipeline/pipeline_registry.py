@@ -90,7 +90,8 @@ def register_pipelines() -> dict[str, Pipeline]:
     """``data_processing``, ``init_weights``, one pipeline per method, ``mask_criteria`` (on the
     dense run), ``lottery`` (iterative pruning), ``supermask`` (learned supermask of
     ``supermask.strategy``), ``supermask_fine_tune`` (the same, then fine-tuning under its mask)
-    ``grid`` (every point of ``grid`` in parameters_grid.yml, and the comparison report)
+    ``grid`` (every point of ``grid`` in parameters_grid.yml, and the comparison report),
+    ``reporting`` (that report alone)
     and ``__default__`` (data, dense and signed supermask)."""
     data = data_processing()
     methods = {name: create_method_pipeline(name) for name in METHOD_NAMESPACES}
@@ -107,6 +108,10 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines["lottery"] = data + lottery_pipeline
     pipelines["supermask"] = data + supermask_pipeline
     pipelines["supermask_fine_tune"] = data + supermask_pipeline + supermask_fine_tune()
-    pipelines["grid"] = data + grid_pipeline()
+    grid_points_pipeline = grid_pipeline()
+    pipelines["grid"] = data + grid_points_pipeline
+    # The grid's report alone (from MLflow and the points' records on disk), e.g. after a
+    # change in the reporting code: the same as --pipeline=grid --nodes=grid.report.
+    pipelines["reporting"] = grid_points_pipeline.only_nodes_with_tags("grid_report")
     pipelines["__default__"] = data + sum(methods.values(), Pipeline([]))
     return pipelines

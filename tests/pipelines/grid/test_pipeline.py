@@ -106,10 +106,7 @@ def test_grid_runs_every_point_in_its_own_run_and_summarises_them(grid_project, 
     assert {p: p.stat().st_mtime_ns for p in (project / "data/06_models/grid").rglob("*.safetensors")} == before
     pd.testing.assert_frame_equal(pd.read_csv(project / "data/08_reporting/grid/summary.csv"), summary)
 
-
-def test_changed_parameters_rerun_only_the_points_they_touch(grid_project, run_kedro):
-    project = grid_project
-    run_kedro("grid")
+    # Changed parameters rerun only the points they touch.
     local = {**LOCAL, "dense": {"training": {**ONE_EPOCH, "learning_rate": 0.02}}}
     (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(local))
     run_kedro("grid")
@@ -117,6 +114,12 @@ def test_changed_parameters_rerun_only_the_points_they_touch(grid_project, run_k
     counts = pd.Series([r.info.run_name for r in points]).value_counts()
     assert all(counts[f"fcn.dense.seed_{s}"] == 2 for s in SEEDS)  # rerun with the new learning rate
     assert all(counts[f"fcn.threshold.seed_{s}"] == 1 for s in SEEDS)  # skipped
+
+    # The report alone, from MLflow and the records on disk.
+    (project / "data/08_reporting/grid/summary.csv").unlink()
+    run_kedro("reporting")
+    again = pd.read_csv(project / "data/08_reporting/grid/summary.csv")
+    assert sorted(again["method"]) == sorted(METHODS) and set(again["seeds"]) == {2}
 
 
 def test_a_grid_of_two_datasets_is_refused():

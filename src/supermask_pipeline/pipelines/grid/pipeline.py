@@ -83,6 +83,6 @@ def create_pipeline(points: Iterable[GridPoint], skip: Iterable[str] = ()) -> Pi
             "grid.training_curves_plot",
         ],
         name="grid.report",
-        tags=["grid", "reporting"],
+        tags=["grid", "reporting", "grid_report"],
     )
     return runs + Pipeline([report])
