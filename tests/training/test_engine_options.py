@@ -235,3 +235,28 @@ def test_evaluate_sampled_of_a_deterministic_strategy_is_evaluate():
         evaluate_sampled(TwoLogits(), data)
     with pytest.raises(ValueError, match="samples must be an integer ≥ 1"):
         evaluate_sampled(network, data, samples=0)
+
+
+# --- validation on sampled masks (Dupont et al.'s code validates every epoch on sampled masks) ---
+
+def test_validation_on_sampled_masks_is_seeded_by_the_epoch_and_leaves_training_unchanged():
+    import numpy as np
+
+    train_data, val_data = _data(64, 0), _data(48, 5)
+    histories, states = {}, {}
+    for masks in ("final", "sampled"):
+        network = _network(ASLPStrategy(), "constant", 0.0)
+        histories[masks] = train(network, train_data, val_data, _config(validation_masks=masks, epochs=1))
+        states[masks] = {k: v.clone() for k, v in network.state_dict().items()}
+    # The validation mask does not touch the training's sampling stream: the same trained scores.
+    assert all(torch.equal(states["final"][k], states["sampled"][k]) for k in states["final"])
+    network = _network(ASLPStrategy(), "constant", 0.0)
+    network.load_state_dict(states["sampled"])
+    seed = int(np.random.SeedSequence([0, 1]).generate_state(1)[0])
+    sampled = evaluate_sampled(network, val_data, 1, seed=seed)
+    final = evaluate(network, val_data)
+    assert histories["sampled"]["val_loss"].iloc[-1] == pytest.approx(sampled["loss_mean"])
+    assert histories["final"]["val_loss"].iloc[-1] == pytest.approx(final["loss"])
+    assert sampled["loss_mean"] != pytest.approx(final["loss"])  # logits near 0: a sampled mask differs
+    with pytest.raises(ValueError, match="training.validation_masks must be one of"):
+        _config(validation_masks="mean")

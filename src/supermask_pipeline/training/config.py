@@ -15,6 +15,7 @@ PRECISIONS = ("fp32", "bf16")
 OPERATIONAL_FIELDS = ("eval_batch_size", "device", "show_progress", "checkpoint_every", "resume", "channels_last")
 WEIGHT_DECAY_MODES = ("decoupled", "l2")
 LR_SCHEDULES = ("exponential", "cosine")
+VALIDATION_MASKS = ("final", "sampled")
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002
@@ -79,6 +80,13 @@ class TrainingConfig:
         "at the end load the model state of the epoch with the best validation accuracy (the earliest on "
         "ties; needs validation data); false: keep the last state",
     )
+    validation_masks: str = _f(
+        "final",
+        "the mask of the per-epoch validation (and so of early stopping and the best epoch): final: the "
+        "deterministic final mask; sampled: stochastic strategies draw one mask, held for the whole "
+        "validation split, from a generator of (seed, epoch) of its own (Dupont et al. 2022's code "
+        "validates on sampled masks); deterministic strategies are the same either way",
+    )
     eval_batch_size: int = _f(2000, "images per forward pass in evaluation")
     device: str = _f("auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     seed: int = _f(0, "seed of batch order and any sampling during training")
@@ -121,6 +129,10 @@ class TrainingConfig:
             raise ValueError(
                 f"training.early_stopping_patience must be an integer ≥ 0 (epochs without a better validation "
                 f"accuracy; 0: no early stopping), got {patience!r}."
+            )
+        if self.validation_masks not in VALIDATION_MASKS:
+            raise ValueError(
+                f"training.validation_masks must be one of {VALIDATION_MASKS}, got {self.validation_masks!r}."
             )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"training.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -145,6 +146,18 @@ def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 2000) -> d
 
 
 @torch.no_grad()
+def _validate(model: nn.Module, data: TensorDataset, config: TrainingConfig, epoch: int) -> tuple[float, float]:
+    """Validation loss and accuracy after ``epoch`` with the mask of ``config.validation_masks``:
+    the final mask, or one mask sampled from a generator seeded by (seed, epoch), so that the
+    figure does not depend on the training's sampling stream (and a resumed run repeats it)."""
+    if config.validation_masks == "sampled" and hasattr(model, "frozen_sample"):
+        seed = int(np.random.SeedSequence([config.seed, epoch]).generate_state(1)[0])
+        result = evaluate_sampled(model, data, 1, config.eval_batch_size, seed)
+        return result["loss_mean"], result["accuracy_mean"]
+    result = evaluate(model, data, config.eval_batch_size)
+    return result["loss"], result["accuracy"]
+
+
 def evaluate_sampled(
     model: nn.Module, data: TensorDataset, samples: int = 10, batch_size: int = 2000, seed: int = 0
 ) -> dict[str, float]:
@@ -392,8 +405,7 @@ def train(
                 "weight_decay": config.weight_decay * lr_now / config.learning_rate,
             }
             if val_data is not None:
-                metrics = evaluate(model, val_data, config.eval_batch_size)
-                row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
+                row["val_loss"], row["val_accuracy"] = _validate(model, val_data, config, epoch)
             row["epoch_time_s"] = time.perf_counter() - start_time
             rows.append(row)
             if config.restore_best and _best_epoch(rows) == epoch:
