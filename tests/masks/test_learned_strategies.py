@@ -273,3 +273,20 @@ def test_constant_initialiser_takes_any_finite_value():
     assert torch.equal(initialise_tensors(spec, "constant", 0, scale=-2.0)["fc3"], torch.full((10, 100), -2.0))
     with pytest.raises(ValueError, match="finite"):
         initialise_tensors(spec, "constant", 0, scale=float("inf"))
+
+
+def test_top_k_mask_matches_a_stable_sort_on_tie_heavy_tensors():
+    """The selection (kthvalue + earliest ties) keeps exactly the entries a stable descending sort keeps."""
+    generator = torch.Generator().manual_seed(7)
+    for trial in range(60):
+        values = (
+            torch.randint(0, 4, (23, 9), generator=generator).float()
+            if trial % 2
+            else torch.randn(11, 13, generator=generator)
+        )
+        for keep_fraction in (0.0, 0.04, 0.5, 0.77, 1.0):
+            flat = values.reshape(-1)
+            k = round(keep_fraction * flat.numel())
+            expected = torch.zeros_like(flat)
+            expected[torch.argsort(flat, descending=True, stable=True)[:k]] = 1.0
+            assert torch.equal(top_k_mask(values, keep_fraction), expected.reshape(values.shape)), (trial, keep_fraction)
