@@ -177,6 +177,20 @@ def test_lottery_configurations_are_grid_methods(grid_project, run_kedro):
     assert sorted(summary["method"]) == sorted(methods)
     assert set(summary["seeds"]) == {1}
 
+    # Finished points are left out of the next run's pipeline, unless grid.force.
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    def point_nodes():
+        bootstrap_project(project)
+        return {n.name for n in pipelines["grid"].nodes if n.name.endswith(".train")}
+
+    assert point_nodes() == set()
+    (project / "conf" / "local" / "parameters_grid.yml").write_text(
+        yaml.safe_dump({**local, "grid": {**local["grid"], "force": True}})
+    )
+    assert point_nodes() == {f"grid.fcn.{m}.seed_3.train" for m in methods}
+
 
 def test_grid_points_given_on_the_command_line_are_refused(grid_project, run_kedro):
     with pytest.raises(ValueError, match="parameters_grid.yml"):
