@@ -38,6 +38,11 @@ class GridParameters:
 
     @hook_impl
     def after_catalog_created(self, catalog: Any, parameters: dict[str, Any]) -> None:
+        """Add ``params:grid.points.<architecture>.<method>.seed_<seed>`` and each of its keys.
+
+        Raises:
+            ValueError: a bad ``grid`` block (see :func:`~supermask_pipeline.pipelines.grid.points.expand_grid`).
+        """
         params = parameters.get("parameters", {})
         if "grid" not in params:
             return
@@ -55,6 +60,10 @@ class _GridRuns:
     """State shared by the opener and the closer within one ``kedro run``."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous run's point runs (a new ``kedro run`` in the same process)."""
         self.grid_id: str | None = None
         self.runs: dict[str, str] = {}  # point name → run id
         self.recorded: set[str] = set()  # points whose record node ran
@@ -79,7 +88,12 @@ class GridRunOpener:
 
     @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        self.state.__init__()
+        """Reset the state; for a pipeline with grid nodes read ``grid.id`` and tag the grid's run.
+
+        Raises:
+            ValueError: ``grid`` given with ``--params`` (the registry built the points from the files).
+        """
+        self.state.reset()
         if not any(node.name.startswith("grid.") for node in pipeline.nodes):
             return
         given = sorted(set(run_params.get("runtime_params") or {}).intersection({"grid"}))
@@ -95,6 +109,7 @@ class GridRunOpener:
 
     @hook_impl(trylast=True)
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any], is_async: bool) -> None:
+        """For a node of a grid point: activate the point's run, creating it (with its tags) the first time."""
         match = _POINT.match(node.namespace or "")
         if match is None or mlflow.active_run() is None or self.state.grid_id is None:
             return
@@ -126,15 +141,18 @@ class GridRunCloser:
 
     @hook_impl(tryfirst=True)
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any], is_async: bool) -> None:
+        """End the point run the previous node used, before kedro-mlflow re-activates the grid's run."""
         self.state.close()
 
     @hook_impl(tryfirst=True)
     def after_pipeline_run(self, run_params: dict[str, Any], run_result: Any, pipeline: Any, catalog: Any) -> None:
+        """End the last point run; mark points that never reached their record node FAILED."""
         self.state.close()
         self._fail_unrecorded()
 
     @hook_impl(tryfirst=True)
     def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """End the running point's run as FAILED, and every point not yet recorded too."""
         self.state.close(failed=True)
         self._fail_unrecorded()
 

@@ -52,7 +52,7 @@ def finished_points(points: list[GridPoint], block: dict[str, Any], parameters: 
     of their current parameters: they ran to the end with these parameters."""
     finished = set()
     for point in points:
-        path = root / "data/08_reporting/grid" / point.architecture / point.method / f"seed_{point.seed}" / "point_record.json"
+        path = root / "data/08_reporting" / point.folder / "point_record.json"  # catalog_grid.yml
         if not path.is_file():
             continue
         family = parameters[family_parameters_name(point.method)]

@@ -131,7 +131,7 @@ def get_criterion(name: str) -> ScoreFunction:
     Raises:
         ValueError: unknown name; the message lists the known criteria.
     """
-    return lookup(CRITERIA, name, "criterion", "Set it with e.g. --params=lottery.criterion=large_final.")
+    return lookup(CRITERIA, name, "criterion", "Set it in a lottery configuration, e.g. {criterion: large_final, mask_1_action: none, mask_0_action: mask}.")
 
 
 #: Per-round prune rates of Frankle & Carbin (2019), used by Zhou et al. (2019): dense 20 %,

@@ -61,6 +61,12 @@ class GridPoint:
         return f"grid.points.{self.name}"
 
     @property
+    def folder(self) -> str:
+        """``grid/<architecture>/<method>/seed_<seed>``: the point's folder in every data layer
+        (the paths of ``catalog_grid.yml``)."""
+        return f"grid/{self.architecture}/{self.method}/seed_{self.seed}"
+
+    @property
     def family(self) -> str:
         """``training`` (dense, signed_supermask), ``supermask`` (the four strategies) or
         ``lottery`` (``lottery.<configuration>``)."""
@@ -183,7 +189,11 @@ def method_parameters(method: str, family_parameters: Mapping[str, Any]) -> dict
     dense and signed_supermask; for a strategy, its recipe and ``evaluation_samples`` out of
     the ``supermask`` block (the other strategies' recipes do not change its result); for a
     lottery configuration the ``lottery`` block without the configuration list (the point's
-    own ``pruning`` holds its configuration)."""
+    own ``pruning`` holds its configuration).
+
+    Raises:
+        KeyError: a strategy without a recipe in ``supermask.recipes``.
+    """
     if method in TRAINING_METHODS:
         return dict(family_parameters)
     if method.startswith(LOTTERY_PREFIX):

@@ -21,7 +21,7 @@ from supermask_pipeline.masks import get_mask_strategy
 from supermask_pipeline.models import MaskedNetwork, check_layer_tensors, get_architecture
 from supermask_pipeline.pipelines.training.nodes import (
     NETWORK_OPTIONS,
-    _seeds,
+    child_seeds,
     device_tensors,
     evaluate_network,
     initialise_network,
@@ -294,7 +294,7 @@ def evaluate_sampled_masks(
         )
     scales = learned_scales(network, trained_weights, masks)
     network.to(device)
-    sampling_seed = _seeds(seed, 3)[2]  # children 0 and 1 drew the initial weights and scores
+    sampling_seed = child_seeds(seed, 3)[2]  # children 0 and 1 drew the initial weights and scores
     test_data = device_tensors(test_split, recipe["data"], device, train_split)
     result = evaluate_sampled(network, test_data, evaluation_samples, config.eval_batch_size, sampling_seed)
     values = {

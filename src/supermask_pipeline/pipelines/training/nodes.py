@@ -43,8 +43,10 @@ Tensors = dict[str, torch.Tensor]
 NETWORK_OPTIONS = ("weight_transform", "rescale")
 
 
-def _seeds(seed: int, count: int) -> list[int]:
-    """Independent child seeds of one run seed (numpy SeedSequence).
+def child_seeds(seed: int, count: int) -> list[int]:
+    """``count`` independent child seeds (integers in [0, 2³²)) of one run seed: numpy's
+    ``SeedSequence(seed).spawn(count)``, so the first children do not depend on ``count``
+    (child 0: initial weights, 1: mask scores, 2: the sampled-mask evaluation).
 
     Raises:
         ValueError: ``seed`` is not an integer ≥ 0.
@@ -130,7 +132,7 @@ def initialise_network(model: dict[str, Any], init: dict[str, Any], seed: int) -
         ValueError: unknown architecture or initialiser (the message lists the choices).
     """
     spec = get_architecture(model["architecture"])
-    weight_seed, score_seed = _seeds(seed, 2)
+    weight_seed, score_seed = child_seeds(seed, 2)
     weights = initialise_tensors(spec, init["weight_init"], weight_seed, init.get("weight_init_scale"))
     scores = initialise_tensors(spec, init["mask_score_init"], score_seed, init.get("mask_score_init_scale"))
     return weights, scores
