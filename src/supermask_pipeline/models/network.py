@@ -396,6 +396,18 @@ class MaskedNetwork(nn.Module):
         return {layer.spec.name: layer.final_mask().to("cpu", torch.int8) for layer in self.masked_layers()}
 
     @torch.no_grad()
+    def remaining_fraction(self) -> float:
+        """Remaining weights: nonzero entries of the final masks over all masked weights, a
+        fraction in [0, 1] (1.0 without masked layers). Counted on the device, with a single
+        device-to-host read (the engine calls it once per epoch)."""
+        layers = self.masked_layers()
+        total = sum(layer.weight.numel() for layer in layers)
+        if not total:
+            return 1.0
+        kept = sum(layer.final_mask().count_nonzero() for layer in layers)
+        return float(kept) / total
+
+    @torch.no_grad()
     def effective_weights(self) -> dict[str, torch.Tensor]:
         """Layer name → the effective weight under the final mask (``W ⊙ m``, with the
         rescaling, frozen pruned values and learnable scale where set) as float32 on the CPU:

@@ -217,14 +217,8 @@ def evaluate_sampled(
 
 
 def _remaining_fraction(model: nn.Module) -> float:
-    masks = getattr(model, "masks", None)
-    if masks is None:
-        return 1.0
-    kept = total = 0
-    for mask in masks().values():
-        kept += int(mask.count_nonzero())
-        total += mask.numel()
-    return kept / total if total else 1.0
+    fraction = getattr(model, "remaining_fraction", None)
+    return 1.0 if fraction is None else fraction()
 
 
 def train(
