@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from supermask_pipeline.data import ImageSplit, split_to_tensors
+from supermask_pipeline.images import ImageSplit, split_to_tensors
 from supermask_pipeline.masks import SignedSupermaskStrategy
 from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors
 from supermask_pipeline.training import CheckpointStore, Checkpointing, TensorDataset, TrainingConfig, train

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supermask_pipeline.data.sources import RAW_SOURCES, RawSourceSpec, encode_idx, load_raw_images
+from supermask_pipeline.images.sources import RAW_SOURCES, RawSourceSpec, encode_idx, load_raw_images
 
 _MNIST_CANDIDATES = (
     Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "mnist",

@@ -10,7 +10,7 @@ does not count, while every way the code could reach pickle does:
   without ``weights_only=True``;
 * ``allow_pickle=True`` (numpy), ``read_pickle``/``to_pickle`` (pandas), ``PickleDataset``.
 
-One exception, only in ``src/supermask_pipeline/data/`` (CIFAR-10 ships as pickled
+One exception, only in ``src/supermask_pipeline/images/`` (CIFAR-10 ships as pickled
 batches): a module may import pickle to subclass ``pickle.Unpickler`` with a
 ``find_class`` override (a restricted unpickler); there it may use only
 ``pickle.Unpickler`` and ``pickle.UnpicklingError``. Any Unpickler subclass anywhere must
@@ -27,7 +27,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-RESTRICTED_UNPICKLER_DIR = "supermask_pipeline/data/"  # relative to src/, as posix
+RESTRICTED_UNPICKLER_DIR = "supermask_pipeline/images/"  # relative to src/, as posix
 PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve"}
 ALLOWED_PICKLE_NAMES = {"Unpickler", "UnpicklingError"}
 FORBIDDEN_ATTRIBUTES = {"read_pickle", "to_pickle", "PickleDataset"}
@@ -130,7 +130,7 @@ def _python_files() -> list[Path]:
 
 def test_source_tree_is_scanned():
     files = [p.relative_to(SRC).as_posix() for p in _python_files()]
-    assert "supermask_pipeline/datasets/tensors.py" in files
+    assert "supermask_pipeline/datasets/safetensors_files.py" in files
     assert "supermask_pipeline/datasets/hdf5_split.py" in files
 
 
@@ -217,7 +217,7 @@ def read(handle):
 
 
 def test_restricted_unpickler_only_in_data_package():
-    assert pickle_findings(RESTRICTED, "supermask_pipeline/data/cifar.py") == []
+    assert pickle_findings(RESTRICTED, "supermask_pipeline/images/cifar.py") == []
     assert pickle_findings(RESTRICTED, "supermask_pipeline/datasets/cifar.py")  # elsewhere: refused
 
 
@@ -233,4 +233,4 @@ def test_restricted_unpickler_only_in_data_package():
     ids=["loads-besides", "no-find-class", "plain-subclass", "imported-subclass", "from-import-load"],
 )
 def test_restricted_unpickler_rules(code):
-    assert pickle_findings(code, "supermask_pipeline/data/cifar.py")
+    assert pickle_findings(code, "supermask_pipeline/images/cifar.py")

@@ -11,7 +11,7 @@ import pytest
 from kedro.io import DataCatalog
 from kedro.io.core import DatasetError
 
-from supermask_pipeline.data.splitting import ImageSplit
+from supermask_pipeline.images.splitting import ImageSplit
 from supermask_pipeline.datasets import HDF5SplitDataset
 from supermask_pipeline.datasets import hdf5_split
 

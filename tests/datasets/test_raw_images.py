@@ -12,7 +12,7 @@ import pytest
 from kedro.io import DataCatalog
 from kedro.io.core import DatasetError
 
-from supermask_pipeline.data.sources import (
+from supermask_pipeline.images.sources import (
     RAW_SOURCES,
     RawDataChecksumError,
     RawDataNotFoundError,

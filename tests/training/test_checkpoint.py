@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from supermask_pipeline.data.augmentation import random_crop_flip
+from supermask_pipeline.images.augmentation import random_crop_flip
 from supermask_pipeline.masks import ASLPStrategy, BernoulliStrategy, DenseStrategy, SignedSupermaskStrategy
 from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors
 from supermask_pipeline.training import (
@@ -181,7 +181,7 @@ def test_checkpoint_files_are_safetensors_and_strict_json(tmp_path):
     assert record["epoch"] == 1 and len(record["history"]) == 1
     assert record["identity"]["method"] == "x" and record["identity"]["training"]["learning_rate"] == 0.05
     state = store.read(record_path)
-    assert {"model.fc1.weight", "model.fc1.mask_scores", "model.fc1.mask_state", "optimizer.0.momentum_buffer",
+    assert {"model.fc1.weight", "model.fc1.mask_scores", "model.fc1.mask_threshold", "optimizer.0.momentum_buffer",
             "rng.batch_order", "rng.torch", "rng.numpy"} <= set(state.tensors)
     assert not list(folder.glob(".*tmp"))  # no temporary file left behind
 

@@ -15,21 +15,21 @@ from supermask_pipeline.datasets.hdf5_split import HDF5SplitDataset
 from supermask_pipeline.datasets.raw_images import RawImageDataset
 
 if TYPE_CHECKING:
-    from supermask_pipeline.datasets.atomic import (
+    from supermask_pipeline.datasets.atomic_files import (
         AtomicCSVDataset,
         AtomicJSONDataset,
         AtomicMatplotlibDataset,
         AtomicSaveMixin,
     )
     from supermask_pipeline.datasets.checkpoints import TrainingCheckpointsDataset
-    from supermask_pipeline.datasets.tensors import SafetensorsDataset
+    from supermask_pipeline.datasets.safetensors_files import SafetensorsDataset
 
 _LAZY = {
-    "AtomicCSVDataset": "atomic",
-    "AtomicJSONDataset": "atomic",
-    "AtomicMatplotlibDataset": "atomic",
-    "AtomicSaveMixin": "atomic",
-    "SafetensorsDataset": "tensors",
+    "AtomicCSVDataset": "atomic_files",
+    "AtomicJSONDataset": "atomic_files",
+    "AtomicMatplotlibDataset": "atomic_files",
+    "AtomicSaveMixin": "atomic_files",
+    "SafetensorsDataset": "safetensors_files",
     "TrainingCheckpointsDataset": "checkpoints",
 }
 

@@ -1,4 +1,4 @@
-"""Kedro dataset storing one :class:`~supermask_pipeline.data.splitting.ImageSplit` as HDF5."""
+"""Kedro dataset storing one :class:`~supermask_pipeline.images.splitting.ImageSplit` as HDF5."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 from kedro.io.core import AbstractDataset, DatasetError
 
-from supermask_pipeline.atomic import atomic_path
-from supermask_pipeline.data.splitting import ImageSplit
+from supermask_pipeline.atomic_write import atomic_path
+from supermask_pipeline.images.splitting import ImageSplit
 
 __all__ = ["HDF5SplitDataset"]
 
@@ -27,7 +27,7 @@ class HDF5SplitDataset(AbstractDataset[ImageSplit, ImageSplit]):
 
     Saving writes a temporary file in the target's folder, flushes and fsyncs it and
     renames it onto the target with ``os.replace``
-    (:func:`supermask_pipeline.atomic.atomic_path`), so readers see the old file or the
+    (:func:`supermask_pipeline.atomic_write.atomic_path`), so readers see the old file or the
     new one, never half of one; on failure the temporary file is removed and any
     previous file is left as it was.
 

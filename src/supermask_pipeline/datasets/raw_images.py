@@ -7,14 +7,14 @@ from typing import Any
 
 from kedro.io.core import AbstractDataset, DatasetError
 
-from supermask_pipeline.data.sources import RawImageData, load_raw_images, missing_raw_files
+from supermask_pipeline.images.sources import RawImageData, load_raw_images, missing_raw_files
 
 __all__ = ["RawImageDataset"]
 
 
 class RawImageDataset(AbstractDataset[None, RawImageData]):
     """The verified official files of a raw source, loaded with
-    :func:`~supermask_pipeline.data.sources.load_raw_images`.
+    :func:`~supermask_pipeline.images.sources.load_raw_images`.
 
     Loading looks for the files in ``root`` (``<name>`` or ``<name>.gz``), downloads the
     missing ones when ``download`` is true, and verifies the sha256 of every file's
@@ -42,7 +42,7 @@ class RawImageDataset(AbstractDataset[None, RawImageData]):
 
         Args:
             root: folder with the official files (``data/01_raw/<source>``).
-            source: key of :data:`~supermask_pipeline.data.sources.RAW_SOURCES`.
+            source: key of :data:`~supermask_pipeline.images.sources.RAW_SOURCES`.
             download: whether missing files may be downloaded into ``root``.
             metadata: free-form metadata, ignored by Kedro.
         """
@@ -69,7 +69,7 @@ class RawImageDataset(AbstractDataset[None, RawImageData]):
 
         Raises:
             DatasetError: wrapping ``ValueError`` (unknown source) or a
-                :class:`~supermask_pipeline.data.sources.RawDataError` with its message.
+                :class:`~supermask_pipeline.images.sources.RawDataError` with its message.
         """
         return load_raw_images(self._source, self._root, download=self._download)
 

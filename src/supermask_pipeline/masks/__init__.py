@@ -9,7 +9,7 @@ from supermask_pipeline.masks.criteria import (
     layer_prune_rate,
     remaining_fraction,
 )
-from supermask_pipeline.masks.lottery import (
+from supermask_pipeline.masks.ticket_actions import (
     MASK_0_ACTIONS,
     MASK_1_ACTIONS,
     Mask0Result,

@@ -139,7 +139,7 @@ class MaskedLayer(nn.Module):
     Tensors (float32): ``weight`` of ``layer.weight_shape`` (trainable only under a
     strategy with ``trains_weights``); ``mask_scores`` of the same shape (only for
     strategies with ``uses_scores``; trainable unless the strategy is a fixed mask);
-    buffer ``mask_state``, a 0-d tensor fixed at construction from the initial scores
+    buffer ``mask_threshold``, a 0-d tensor fixed at construction from the initial scores
     (the threshold τ of the signed supermask); optional buffer ``pruned_values`` of the
     weight's shape: the frozen value of every pruned weight (Zhou et al.'s mask-0
     action ``freeze_init``), so that the effective weight is ``W ⊙ m + P ⊙ (1 − m)``;
@@ -187,10 +187,10 @@ class MaskedLayer(nn.Module):
                 raise ValueError(f"Method {strategy.name!r} needs mask scores for layer {layer.name!r}.")
             scores = mask_scores.detach().clone().float()
             self.mask_scores = nn.Parameter(scores, requires_grad=strategy.trains_scores)
-            self.register_buffer("mask_state", strategy.setup(scores))
+            self.register_buffer("mask_threshold", strategy.setup(scores))
         else:
             self.mask_scores = None
-            self.register_buffer("mask_state", torch.zeros(()))
+            self.register_buffer("mask_threshold", torch.zeros(()))
         if pruned_values is not None:
             if not (strategy.uses_scores and strategy.binary):
                 raise ValueError(
@@ -216,14 +216,14 @@ class MaskedLayer(nn.Module):
             return self.frozen_mask
         if self.strategy.stochastic and self.sampler.active(self.training):
             generator = self.sampler.generator(self.mask_scores.device)
-            return self.strategy.sample(self.mask_scores, self.mask_state, generator)
-        return self.strategy.mask(self.mask_scores, self.mask_state)
+            return self.strategy.sample(self.mask_scores, self.mask_threshold, generator)
+        return self.strategy.mask(self.mask_scores, self.mask_threshold)
 
     def final_mask(self) -> torch.Tensor:
         """The deterministic mask, detached, float32 of the weight's shape."""
         if self.mask_scores is None:
             return torch.ones_like(self.weight).detach()
-        return self.strategy.final_mask(self.mask_scores, self.mask_state).detach()
+        return self.strategy.final_mask(self.mask_scores, self.mask_threshold).detach()
 
     def effective_weight(self, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``s · (W ⊙ m · r + P ⊙ (1 − m))`` (see the class docstring; ``W`` for the dense
@@ -358,7 +358,7 @@ class MaskedNetwork(nn.Module):
         with torch.no_grad():
             for layer in self.masked_layers():
                 if layer.mask_scores is not None:
-                    sample = layer.strategy.sample(layer.mask_scores, layer.mask_state, generator)
+                    sample = layer.strategy.sample(layer.mask_scores, layer.mask_threshold, generator)
                     drawn[layer.spec.name] = sample.detach()
         try:
             for layer in self.masked_layers():

@@ -16,7 +16,7 @@ A checkpoint is two files in ``<root>/<fingerprint>/``:
   only when its JSON exists and the tensor file matches its checksum.
 
 Both files are replaced atomically (temporary file beside the target, fsync, rename;
-:mod:`supermask_pipeline.atomic`), so a run killed at any instant leaves the previous
+:mod:`supermask_pipeline.atomic_write`), so a run killed at any instant leaves the previous
 checkpoint intact. Nothing is read with pickle: tensors come from safetensors,
 everything else from JSON.
 
@@ -46,7 +46,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from supermask_pipeline.atomic import atomic_write_bytes
+from supermask_pipeline.atomic_write import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -275,7 +275,7 @@ def train(
         checkpointing: where to checkpoint, or None for no checkpoints.
         augment: applied to every training batch with a generator on the data's device
             seeded from ``config.seed`` (its state is checkpointed), e.g.
-            :func:`supermask_pipeline.data.augmentation.random_crop_flip`; None: no augmentation.
+            :func:`supermask_pipeline.images.augmentation.random_crop_flip`; None: no augmentation.
 
     Checkpoints also hold the mask-sampling generator and, with ``restore_best``, the best
     state so far, so a resumed run stops at the same epoch and restores the same state.

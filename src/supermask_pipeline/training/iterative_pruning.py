@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from supermask_pipeline.masks.criteria import criterion_mask, get_criterion, layer_prune_rate, remaining_fraction
-from supermask_pipeline.masks.lottery import get_mask_0_action, get_mask_1_action, ticket_start
+from supermask_pipeline.masks.ticket_actions import get_mask_0_action, get_mask_1_action, ticket_start
 from supermask_pipeline.masks.strategies import FixedMaskStrategy
 from supermask_pipeline.models.architectures import ArchitectureSpec, layer_specs
 from supermask_pipeline.models.network import MaskedNetwork, check_layer_tensors

@@ -11,10 +11,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from supermask_pipeline.data.sources import RAW_SOURCES
+from supermask_pipeline.images.sources import RAW_SOURCES
 from supermask_pipeline.datasets import HDF5SplitDataset
 from supermask_pipeline.models import count_weights, get_architecture, layer_specs
-from tests.data.cifar_format import make_cifar_spec, random_batch, write_cifar_archive
+from tests.images.cifar_format import make_cifar_spec, random_batch, write_cifar_archive
 
 ONE_EPOCH = {"epochs": 1, "batch_size": 8, "show_progress": False, "device": "cpu"}
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from supermask_pipeline.data.tensors import split_to_tensors
+from supermask_pipeline.images.normalisation import split_to_tensors
 from supermask_pipeline.datasets import HDF5SplitDataset
 from supermask_pipeline.masks import DenseStrategy
 from supermask_pipeline.models import MaskedNetwork, get_architecture

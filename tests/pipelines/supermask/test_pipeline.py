@@ -11,7 +11,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from supermask_pipeline.data.tensors import split_to_tensors
+from supermask_pipeline.images.normalisation import split_to_tensors
 from supermask_pipeline.datasets import HDF5SplitDataset
 from supermask_pipeline.masks import DenseStrategy
 from supermask_pipeline.models import MaskedNetwork, get_architecture, layer_specs

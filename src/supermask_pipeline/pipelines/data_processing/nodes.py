@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supermask_pipeline.data import ImageSplit, RawImageData, split_dataset
+from supermask_pipeline.images import ImageSplit, RawImageData, split_dataset
 
 
 def split_raw_images(raw_images: RawImageData, params: dict[str, Any]) -> tuple[ImageSplit, ImageSplit, ImageSplit]:

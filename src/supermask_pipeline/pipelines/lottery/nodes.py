@@ -8,8 +8,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from supermask_pipeline.data import ImageSplit
-from supermask_pipeline.data.augmentation import get_augmentation
+from supermask_pipeline.images import ImageSplit
+from supermask_pipeline.images.augmentation import get_augmentation
 from supermask_pipeline.models import check_layer_tensors, get_architecture
 from supermask_pipeline.models.architectures import resolve_dataset
 from supermask_pipeline.pipelines.tracking import live_metric_logger, log_effective_parameters, set_run_tags

@@ -10,7 +10,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from supermask_pipeline.data import ImageSplit
+from supermask_pipeline.images import ImageSplit
 from supermask_pipeline.masks import DenseStrategy, criterion_masks, remaining_weights_table
 from supermask_pipeline.models import MaskedNetwork, check_layer_tensors, get_architecture
 from supermask_pipeline.pipelines.tracking import set_run_tags

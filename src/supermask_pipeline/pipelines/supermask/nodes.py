@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from supermask_pipeline.data import ImageSplit
+from supermask_pipeline.images import ImageSplit
 from supermask_pipeline.masks import get_mask_strategy
 from supermask_pipeline.models import MaskedNetwork, check_layer_tensors, get_architecture
 from supermask_pipeline.pipelines.training.nodes import (

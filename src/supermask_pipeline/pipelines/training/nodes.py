@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from supermask_pipeline.data import ImageSplit, split_to_tensors
-from supermask_pipeline.data.augmentation import get_augmentation
+from supermask_pipeline.images import ImageSplit, split_to_tensors
+from supermask_pipeline.images.augmentation import get_augmentation
 from supermask_pipeline.masks import DenseStrategy, get_mask_strategy, remaining_weights_table
 from supermask_pipeline.models import (
     ArchitectureSpec,

@@ -19,7 +19,7 @@ from kedro.io.core import DatasetError, Version  # noqa: E402
 from kedro_mlflow.io.artifacts import MlflowArtifactDataset  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from supermask_pipeline import atomic  # noqa: E402
+from supermask_pipeline import atomic_write  # noqa: E402
 from supermask_pipeline.datasets import (  # noqa: E402
     AtomicCSVDataset,
     AtomicJSONDataset,
@@ -203,7 +203,7 @@ def test_failed_rename_keeps_previous(tmp_path, monkeypatch):
     def fail(src, dst):
         raise OSError(5, "Input/output error (simulated)")
 
-    monkeypatch.setattr(atomic.os, "replace", fail)
+    monkeypatch.setattr(atomic_write.os, "replace", fail)
     with pytest.raises(DatasetError, match="Input/output error"):
         dataset.save(_figure())
     assert _digest(path) == before
@@ -214,13 +214,13 @@ def test_rename_moves_a_complete_file(tmp_path, monkeypatch):
     """While the inner save runs it writes a hidden sibling; os.replace moves the finished file."""
     path = tmp_path / "summary.json"
     seen = []
-    real_replace = atomic.os.replace
+    real_replace = atomic_write.os.replace
 
     def spy(src, dst):
         seen.append((Path(src).name, Path(dst), json.loads(Path(src).read_text())))
         real_replace(src, dst)
 
-    monkeypatch.setattr(atomic.os, "replace", spy)
+    monkeypatch.setattr(atomic_write.os, "replace", spy)
     AtomicJSONDataset(filepath=str(path)).save({"a": [1, 2, 3]})
     ((src_name, dst, content),) = seen
     assert src_name.startswith(".summary.json.") and src_name.endswith(".tmp")
@@ -238,7 +238,7 @@ def test_other_protocols_delegate(monkeypatch):
     def no_local_rename(target):
         raise AssertionError("atomic_path must not be used for a remote protocol")
 
-    monkeypatch.setattr("supermask_pipeline.datasets.atomic.atomic_path", no_local_rename)
+    monkeypatch.setattr("supermask_pipeline.datasets.atomic_files.atomic_path", no_local_rename)
     dataset = AtomicJSONDataset(filepath="memory://supermask-test/summary.json")
     dataset.save({"remote": True})
     assert dataset.load() == {"remote": True}

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from supermask_pipeline.data.sources import RawImageData
-from supermask_pipeline.data.splitting import ImageSplit, split_dataset
+from supermask_pipeline.images.sources import RawImageData
+from supermask_pipeline.images.splitting import ImageSplit, split_dataset
 
 
 def _raw(num_train: int = 50, num_test: int = 7) -> RawImageData:

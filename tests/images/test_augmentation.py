@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from supermask_pipeline.data import AUGMENTATIONS, get_augmentation, random_crop_flip
+from supermask_pipeline.images import AUGMENTATIONS, get_augmentation, random_crop_flip
 
 
 def _generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:

@@ -1,4 +1,4 @@
-"""Turn an :class:`~supermask_pipeline.data.splitting.ImageSplit` into tensors on a device.
+"""Turn an :class:`~supermask_pipeline.images.splitting.ImageSplit` into tensors on a device.
 
 The training engine keeps whole splits as tensors on the device (MNIST and CIFAR-10
 fit in memory), so normalisation is done once here, vectorised over all images.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from supermask_pipeline.data.splitting import ImageSplit
+from supermask_pipeline.images.splitting import ImageSplit
 
 __all__ = ["NORMALISATIONS", "channel_statistics", "split_to_tensors", "per_image_standardisation"]
 

@@ -13,7 +13,7 @@ from fsspec.implementations.local import LocalFileOpener
 from kedro.io import DataCatalog
 from kedro.io.core import DatasetError, Version
 
-from supermask_pipeline import atomic
+from supermask_pipeline import atomic_write
 from supermask_pipeline.datasets import SafetensorsDataset
 from supermask_pipeline.models import LayerTensors, check_layer_tensors, get_architecture
 
@@ -170,7 +170,7 @@ def test_failed_rename_keeps_previous_version_folder_clean(tmp_path, monkeypatch
     def fail(src, dst):
         raise OSError(5, "Input/output error (simulated)")
 
-    monkeypatch.setattr(atomic.os, "replace", fail)
+    monkeypatch.setattr(atomic_write.os, "replace", fail)
     with pytest.raises(DatasetError, match="Input/output error"):
         SafetensorsDataset(filepath=str(path), version=Version(None, "2024-01-02T00.00.00.000Z")).save(_tensors(1))
     monkeypatch.undo()

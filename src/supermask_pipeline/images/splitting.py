@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from supermask_pipeline.data.sources import RawImageData
+from supermask_pipeline.images.sources import RawImageData
 
 __all__ = ["ImageSplit", "split_dataset", "SPLIT_NAMES"]
 
@@ -92,7 +92,7 @@ def split_dataset(
     ``num_val=5000`` gives 55,000 / 5,000 / 10,000 images.
 
     Args:
-        raw: verified official data, see :func:`~supermask_pipeline.data.sources.load_raw_images`.
+        raw: verified official data, see :func:`~supermask_pipeline.images.sources.load_raw_images`.
         num_val: number of training images held out as validation, 0 < num_val < N.
         seed: seed of the permutation (recorded as attribute ``split_seed``).
 

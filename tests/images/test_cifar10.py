@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supermask_pipeline.data import sources
-from supermask_pipeline.data.sources import (
+from supermask_pipeline.images import sources
+from supermask_pipeline.images.sources import (
     RAW_SOURCES,
     RawDataChecksumError,
     RawDataCorruptError,
@@ -25,8 +25,8 @@ from supermask_pipeline.data.sources import (
     missing_raw_files,
     parse_cifar_batch,
 )
-from supermask_pipeline.data.splitting import split_dataset
-from tests.data.cifar_format import (
+from supermask_pipeline.images.splitting import split_dataset
+from tests.images.cifar_format import (
     ARCHIVE_NAME,
     BATCHES_FOLDER,
     Batch,

@@ -3,7 +3,7 @@
 :class:`AtomicSaveMixin` turns the ``save`` of any kedro-datasets file dataset (a
 :class:`kedro.io.core.AbstractVersionedDataset` whose ``save`` writes to
 ``self._get_save_path()``) into write-beside, fsync, ``os.replace`` on the local file
-system, through :func:`supermask_pipeline.atomic.atomic_path`: a crash or an error at any
+system, through :func:`supermask_pipeline.atomic_write.atomic_path`: a crash or an error at any
 moment leaves the previous file (or previous version) readable and no temporary file.
 
 The classes work as the inner ``dataset:`` of kedro-mlflow's ``MlflowArtifactDataset``,
@@ -22,7 +22,7 @@ from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
 from matplotlib.figure import Figure
 
-from supermask_pipeline.atomic import atomic_path
+from supermask_pipeline.atomic_write import atomic_path
 
 __all__ = ["AtomicCSVDataset", "AtomicJSONDataset", "AtomicMatplotlibDataset", "AtomicSaveMixin"]
 

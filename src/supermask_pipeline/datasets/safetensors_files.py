@@ -10,7 +10,7 @@ import torch
 from kedro.io.core import DatasetError, Version, get_filepath_str
 from kedro_datasets_experimental.safetensors import SafetensorsDataset as _KedroSafetensorsDataset
 
-from supermask_pipeline.datasets.atomic import AtomicSaveMixin
+from supermask_pipeline.datasets.atomic_files import AtomicSaveMixin
 from supermask_pipeline.models.network import LayerTensors
 
 __all__ = ["SafetensorsDataset"]
@@ -38,7 +38,7 @@ class SafetensorsDataset(AtomicSaveMixin, _TorchSafetensorsFile):
     ``kedro_datasets_experimental.safetensors.SafetensorsDataset`` with the torch backend.
 
     Saving copies every tensor to a contiguous CPU tensor and writes the file through
-    :class:`~supermask_pipeline.datasets.atomic.AtomicSaveMixin` (temporary file, fsync,
+    :class:`~supermask_pipeline.datasets.atomic_files.AtomicSaveMixin` (temporary file, fsync,
     ``os.replace``): a failure leaves the previous file unchanged.
 
     Loading checks that the file exists, is not empty, parses as safetensors, holds at

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supermask_pipeline.data import sources
-from supermask_pipeline.data.sources import (
+from supermask_pipeline.images import sources
+from supermask_pipeline.images.sources import (
     RAW_SOURCES,
     RawDataChecksumError,
     RawDataCorruptError,

@@ -2,12 +2,12 @@
 
 - :mod:`.sources`: official files, checksums, download and parsing (:func:`load_raw_images`).
 - :mod:`.splitting`: Zhou et al. (2019) validation split (:func:`split_dataset`).
-- :mod:`.tensors`: splits as normalised tensors on a device (:func:`split_to_tensors`).
+- :mod:`.normalisation`: splits as normalised tensors on a device (:func:`split_to_tensors`).
 - :mod:`.augmentation`: batched, seeded augmentation on the device (:func:`random_crop_flip`).
 """
 
-from supermask_pipeline.data.augmentation import AUGMENTATIONS, get_augmentation, random_crop_flip
-from supermask_pipeline.data.sources import (
+from supermask_pipeline.images.augmentation import AUGMENTATIONS, get_augmentation, random_crop_flip
+from supermask_pipeline.images.sources import (
     RAW_SOURCES,
     RawArchiveSpec,
     RawDataChecksumError,
@@ -23,8 +23,8 @@ from supermask_pipeline.data.sources import (
     parse_cifar_batch,
     parse_idx,
 )
-from supermask_pipeline.data.splitting import SPLIT_NAMES, ImageSplit, split_dataset
-from supermask_pipeline.data.tensors import (
+from supermask_pipeline.images.splitting import SPLIT_NAMES, ImageSplit, split_dataset
+from supermask_pipeline.images.normalisation import (
     NORMALISATIONS,
     channel_statistics,
     per_image_standardisation,

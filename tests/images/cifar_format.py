@@ -15,7 +15,7 @@ sees the same opcodes and globals as in the real files.
 
 Usage from any test::
 
-    from tests.data.cifar_format import make_cifar_spec, write_cifar_archive
+    from tests.images.cifar_format import make_cifar_spec, write_cifar_archive
 
     archive = write_cifar_archive(root, train_batches, test_batch)
     spec = make_cifar_spec(train_batches, test_batch, archive=archive)
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from supermask_pipeline.data.sources import RAW_SOURCES, RawSourceSpec
+from supermask_pipeline.images.sources import RAW_SOURCES, RawSourceSpec
 
 __all__ = [
     "ARCHIVE_NAME",

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from supermask_pipeline.data.splitting import ImageSplit
-from supermask_pipeline.data.tensors import (
+from supermask_pipeline.images.splitting import ImageSplit
+from supermask_pipeline.images.normalisation import (
     NORMALISATIONS,
     channel_statistics,
     per_image_standardisation,
