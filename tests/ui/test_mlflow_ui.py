@@ -12,9 +12,6 @@ installs both (``.ci/run``). No browser is downloaded: ``playwright install`` is
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,11 +22,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no `chromium` on PATH (Debian: apt-get install chromium)"
-)
+from .conftest import free_port, group_alive, log_tail, start_in_own_group, stop_group
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "data" / "08_reporting" / "mlflow_ui.png"
@@ -102,54 +97,13 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     return result
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _log_tail(log: Path, chars: int = 4000) -> str:
-    text = log.read_text(errors="replace") if log.exists() else ""
-    return text[-chars:] or "(no output)"
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - a process we may not signal still holds the id
-        return True
-    return True
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's whole process group (mlflow CLI + uvicorn), then SIGKILL what is
-    left after 20 s. The group id is the CLI's pid (``start_new_session=True``)."""
-    pgid = proc.pid
-    for sig, grace_s in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            continue
-        deadline = time.monotonic() + grace_s  # the CLI is gone; wait for its uvicorn child
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not _group_alive(pgid):
-            return
-
-
 def _start_server(store_uri: str, workdir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     """``mlflow server`` on a free port in its own session; returns it once /health answers."""
     artifacts = workdir / "mlartifacts"
     env = {**os.environ, **QUIET_ENV}
     env.pop("MLFLOW_TRACKING_URI", None)
     for attempt in range(3):  # the free port can be taken between the probe and the bind
-        port = _free_port()
+        port = free_port()
         command = [
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", store_uri,
@@ -159,11 +113,7 @@ def _start_server(store_uri: str, workdir: Path, log: Path) -> tuple[subprocess.
             "--port", str(port),
             "--workers", "1",
         ]  # fmt: skip
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+        proc = start_in_own_group(command, cwd=workdir, env=env, log=log)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         try:
@@ -178,11 +128,11 @@ def _start_server(store_uri: str, workdir: Path, log: Path) -> tuple[subprocess.
                     pass
                 time.sleep(0.5)
         except BaseException:
-            _stop(proc)
+            stop_group(proc)
             raise
         exited = proc.poll()
-        _stop(proc)
-        output = _log_tail(log)
+        stop_group(proc)
+        output = log_tail(log)
         if exited is not None and "address already in use" in output.lower() and attempt < 2:
             continue
         timeout = f"no answer in {SERVER_START_TIMEOUT_S} s"
@@ -204,13 +154,13 @@ def server(store: Store, tmp_path: Path):
     try:
         yield base
     finally:
-        _stop(proc)
-        assert not _group_alive(proc.pid), (
-            f"mlflow server processes of group {proc.pid} survived SIGTERM and SIGKILL:\n{_log_tail(log)}"
+        stop_group(proc)
+        assert not group_alive(proc.pid), (
+            f"mlflow server processes of group {proc.pid} survived SIGTERM and SIGKILL:\n{log_tail(log)}"
         )
 
 
-def test_mlflow_ui_lists_grid_runs_with_test_accuracy(store: Store, server: str):
+def test_mlflow_ui_lists_grid_runs_with_test_accuracy(chromium: str, store: Store, server: str):
     from playwright.sync_api import expect, sync_playwright
 
     # The experiment page opens in the "GenAI" workflow (traces overview); the "Model
@@ -219,7 +169,7 @@ def test_mlflow_ui_lists_grid_runs_with_test_accuracy(store: Store, server: str)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     failure_shot = SCREENSHOT.with_name("mlflow_ui_failure.png")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
         try:
             context = browser.new_context(viewport={"width": 1920, "height": 720})
             # The "MLflow Assistant" side panel opens by itself on a first visit and would
