@@ -1,9 +1,12 @@
-"""Project hooks of the grid: every point's own parameters, and its own (nested) MLflow run.
+"""Project hooks: the session's parameters for the registry, every run's parameters validated
+before the first node, each grid point's parameters and its own (nested) MLflow run.
 
-``GridParameters`` adds ``params:grid.points.<architecture>.<method>.seed_<seed>`` (and its
-keys) to the catalog, from the merged ``grid`` lists: the namespaces of the grid pipeline read
-their ``model`` and ``seed`` there (a YAML interpolation cannot do it: Kedro resolves
-conf/base before conf/local's lists are merged in).
+``ProjectParameters`` hands the session's merged parameters (conf/base, conf/local and
+``--params``) to the pipeline registry when the context is created, so the grid is expanded
+once from what the run really uses; adds every grid point's ``params:grid.points.<architecture>.<method>.seed_<seed>``
+(and its keys) to the catalog from the same plan; and, before the first node runs, parses the
+parameters of every method the pipeline runs (:func:`~supermask_pipeline.experiment.config.run_config`),
+so that a bad parameter stops the run before anything is written.
 
 kedro-mlflow opens one run per ``kedro run`` (the grid's parent run) and re-activates it before
 every node. For a node of ``grid.<architecture>.<method>.seed_<seed>`` the opener (called
@@ -26,34 +29,67 @@ import mlflow
 from kedro.framework.hooks import hook_impl
 from mlflow.entities import RunStatus
 
-from supermask_pipeline.pipelines.grid.points import grid_points
+from supermask_pipeline.experiment.config import run_config
+from supermask_pipeline.experiment.grid import forget_parameters, plan_grid, remember_parameters
+from supermask_pipeline.experiment.methods import METHODS
 
 logger = logging.getLogger(__name__)
 
 _POINT = re.compile(r"^grid\.(?P<architecture>[^.]+)\.(?P<method>.+)\.seed_(?P<seed>\d+)$")
 
 
-class GridParameters:
-    """Adds every grid point's parameters to the catalog (nothing without a ``grid`` block)."""
+class ProjectParameters:
+    """The session's parameters: handed to the registry, validated, grid points added to the catalog."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Hand the merged parameters to the pipeline registry (read before the catalog exists).
+
+        From the config loader (which merges ``--params``), not ``context.params``: that
+        property validates the parameters against the registered pipelines, so it would load
+        the registry before it has the parameters.
+        """
+        remember_parameters(context.config_loader["parameters"])
 
     @hook_impl
     def after_catalog_created(self, catalog: Any, parameters: dict[str, Any]) -> None:
         """Add ``params:grid.points.<architecture>.<method>.seed_<seed>`` and each of its keys.
 
         Raises:
-            ValueError: a bad ``grid`` block (see :func:`~supermask_pipeline.pipelines.grid.points.expand_grid`).
+            ValueError: a bad ``grid`` block (see :func:`~supermask_pipeline.experiment.grid.plan_grid`).
         """
+        # The registry has read the session's parameters by now (Kedro loads the pipelines
+        # between creating the context and the catalog); a later registry load outside a
+        # session (kedro-viz, a notebook) reads the files instead of a stale copy.
+        forget_parameters()
         params = parameters.get("parameters", {})
         if "grid" not in params:
             return
-        _, block = grid_points(params)
-        for architecture, methods in block.items():
-            for method, seeds in methods.items():
-                for seed, point in seeds.items():
-                    prefix = f"params:grid.points.{architecture}.{method}.{seed}"
-                    catalog[prefix] = point
-                    for key, value in point.items():
-                        catalog[f"{prefix}.{key}"] = value
+        for point in plan_grid(params).points:
+            prefix = f"params:{point.parameters}"
+            own = point.own_parameters()
+            catalog[prefix] = own
+            for key, value in own.items():
+                catalog[f"{prefix}.{key}"] = value
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Parse the parameters of every method namespace and grid point the pipeline runs.
+
+        Raises:
+            ParameterError: a bad parameter (the message names it); nothing has run yet.
+        """
+        params = catalog.load("parameters")
+        namespaces = {node.namespace.split(".")[0] for node in pipeline.nodes if node.namespace}
+        shared = (params.get("defaults"), params.get("model", {}), params.get("dataset", "auto"), params.get("seed", 0),
+                  params.get("evaluation_samples", 10))
+        for name in sorted(namespaces & set(METHODS)):
+            defaults, model, dataset, seed, samples = shared
+            run_config(name, params.get(name), defaults, model, dataset, seed, samples)
+        if "grid" in namespaces and "grid" in params:
+            for point in plan_grid(params).points:
+                run_config(point.row.name, point.recipe, shared[0], {"architecture": point.architecture},
+                           params.get("dataset", "auto"), point.seed, shared[4])
 
 
 class _GridRuns:
@@ -88,21 +124,10 @@ class GridRunOpener:
 
     @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Reset the state; for a pipeline with grid nodes read ``grid.id`` and tag the grid's run.
-
-        Raises:
-            ValueError: ``grid`` given with ``--params`` (the registry built the points from the files).
-        """
+        """Reset the state; for a pipeline with grid nodes read ``grid.id`` and tag the grid's run."""
         self.state.reset()
         if not any(node.name.startswith("grid.") for node in pipeline.nodes):
             return
-        given = sorted(set(run_params.get("runtime_params") or {}).intersection({"grid"}))
-        if given:
-            raise ValueError(
-                "The grid's points were given with --params, but the grid pipeline is built from the "
-                "parameter files before the run starts; set grid.* in conf/local/parameters_grid.yml "
-                "(or conf/base/parameters_grid.yml) instead."
-            )
         self.state.grid_id = str(catalog.load("params:grid.id"))
         if mlflow.active_run() is not None:
             mlflow.set_tag("grid_id", self.state.grid_id)
@@ -164,4 +189,4 @@ class GridRunCloser:
 
 
 _state = _GridRuns()
-GRID_HOOKS = (GridParameters(), GridRunOpener(_state), GridRunCloser(_state))
+PROJECT_HOOKS = (ProjectParameters(), GridRunOpener(_state), GridRunCloser(_state))

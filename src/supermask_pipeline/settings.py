@@ -4,11 +4,15 @@ kedro-mlflow registers its hooks through its entry point; tracking is configured
 ``conf/base/mlflow.yml`` (sqlite store: MLflow 3 refuses the ``./mlruns`` fallback).
 """
 
-from supermask_pipeline.hooks import GRID_HOOKS
+from supermask_pipeline.hooks import PROJECT_HOOKS
 from supermask_pipeline.models.architectures import resolve_dataset
 
-# The grid's per-point parameters, and each grid point in its own nested MLflow run (hooks.py).
-HOOKS = GRID_HOOKS
+# The session's parameters for the registry, validation before the first node, the grid's
+# per-point parameters, and each grid point in its own nested MLflow run (hooks.py).
+HOOKS = PROJECT_HOOKS
+# kedro-viz (the dev extra) registers hooks that write dataset statistics to .viz/ in every
+# `kedro run`; `kedro viz run` does not need them.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

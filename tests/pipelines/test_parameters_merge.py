@@ -2,10 +2,9 @@
 
 Kedro merges the runtime parameters into conf/base and into conf/local separately; with its
 default "destructive" merge conf/local then replaces whole top-level keys, so that
-``--params=supermask.strategy=threshold`` used to leave ``supermask`` with nothing but
-``strategy`` (the pipeline then failed on ``params:supermask.evaluation_samples``) and
-``--params=model.architecture=conv6`` silently dropped ``model.activation``. settings.py asks
-for a soft (deep) merge of the parameters.
+``--params=threshold.method.keep_fraction=…`` would leave ``threshold`` with nothing but that
+key and ``--params=model.architecture=conv6`` would drop every other ``model`` key.
+settings.py asks for a soft (deep) merge of the parameters.
 """
 
 from __future__ import annotations
@@ -25,26 +24,26 @@ def _params(project: Path, runtime_params: dict) -> dict:
 def test_nested_runtime_parameter_keeps_its_siblings(project: Path) -> None:
     # Any parameters file in conf/local (here one that sets only the seed) triggered the loss.
     (project / "conf" / "local" / "parameters.yml").write_text(yaml.safe_dump({"seed": 1}))
-    base = yaml.safe_load((project / "conf" / "base" / "parameters_supermask.yml").read_text())
-    params = _params(project, {"supermask": {"strategy": "threshold"}, "model": {"architecture": "conv6"}})
-    assert params["supermask"]["strategy"] == "threshold"
-    assert set(params["supermask"]) == set(base["supermask"])
-    assert params["supermask"]["evaluation_samples"] == base["supermask"]["evaluation_samples"]
-    assert params["model"]["architecture"] == "conv6"
-    assert params["model"]["activation"] == "elu"  # from conf/base/parameters.yml
+    base = yaml.safe_load((project / "conf" / "base" / "parameters_threshold.yml").read_text())
+    params = _params(project, {"threshold": {"method": {"activation": "elu"}}, "defaults": {"training": {"epochs": 3}}})
+    assert params["threshold"]["method"] == {**base["threshold"]["method"], "activation": "elu"}
+    assert set(params["threshold"]) == set(base["threshold"])
+    assert params["defaults"]["training"]["epochs"] == 3
+    assert params["defaults"]["training"]["eval_batch_size"] == 2000  # from conf/base/parameters.yml
+    assert params["seed"] == 1
 
 
 def test_local_parameters_and_runtime_parameters_merge_deeply(project: Path) -> None:
-    local = {"dense": {"training": {"epochs": 3}}, "supermask": {"evaluation_samples": 4}}
+    local = {"dense": {"training": {"epochs": 3}}, "aslp": {"training": {"epochs": 4}}}
     (project / "conf" / "local" / "parameters.yml").write_text(yaml.safe_dump(local))
     base = yaml.safe_load((project / "conf" / "base" / "parameters_dense.yml").read_text())["dense"]
-    runtime = {"dense": {"training": {"batch_size": 7}}, "supermask": {"strategy": "aslp"}}
+    runtime = {"dense": {"training": {"batch_size": 7}}, "aslp": {"method": {"temperature": 0.5}}}
     params = _params(project, runtime)
     assert params["dense"]["training"]["epochs"] == 3  # conf/local
     assert params["dense"]["training"]["batch_size"] == 7  # --params
     untouched = set(base["training"]) - {"epochs", "batch_size"}
     assert untouched and all(params["dense"]["training"][k] == base["training"][k] for k in untouched)
     assert params["dense"]["init"] == base["init"]
-    assert params["supermask"]["evaluation_samples"] == 4
-    assert params["supermask"]["strategy"] == "aslp"
-    assert "recipes" in params["supermask"]
+    assert params["aslp"]["training"]["epochs"] == 4
+    assert params["aslp"]["method"]["temperature"] == 0.5
+    assert params["aslp"]["method"]["name"] == "aslp"

@@ -11,7 +11,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from supermask_pipeline.images.sources import RAW_SOURCES
+from supermask_pipeline.images.specs import RAW_SOURCES
 from supermask_pipeline.datasets import HDF5SplitDataset
 from supermask_pipeline.models import count_weights, get_architecture, layer_specs
 from tests.images.cifar_format import make_cifar_spec, random_batch, write_cifar_archive

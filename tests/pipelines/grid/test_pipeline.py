@@ -9,7 +9,12 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
+import torch
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+
+from supermask_pipeline.experiment import METHODS, Method
+from supermask_pipeline.masks import MASK_STRATEGIES, MaskStrategy, StraightThrough
 
 from ..conftest import FAST_TRAINING
 
@@ -22,7 +27,7 @@ LOCAL = {
     "grid": {"id": "tiny", "architectures": ["fcn"], "methods": METHODS, "seeds": SEEDS},
     "data_processing": {"num_val": 6},
     "dense": {"training": ONE_EPOCH},
-    "supermask": {"recipes": {"threshold": {"training": ONE_EPOCH}}},
+    "threshold": {"training": ONE_EPOCH},
 }
 
 
@@ -115,7 +120,7 @@ def test_grid_runs_every_point_in_its_own_run_and_summarises_them(grid_project, 
     assert all(counts[f"fcn.dense.seed_{s}"] == 2 for s in SEEDS)  # rerun with the new learning rate
     assert all(counts[f"fcn.threshold.seed_{s}"] == 1 for s in SEEDS)  # skipped
 
-    # The report alone, from MLflow and the records on disk.
+    # The report alone, from the records on disk.
     (project / "data/08_reporting/grid/summary.csv").unlink()
     run_kedro("reporting")
     again = pd.read_csv(project / "data/08_reporting/grid/summary.csv")
@@ -123,26 +128,39 @@ def test_grid_runs_every_point_in_its_own_run_and_summarises_them(grid_project, 
 
 
 def test_a_grid_of_two_datasets_is_refused():
-    from supermask_pipeline.pipelines.grid.points import expand_grid
+    from supermask_pipeline.experiment.grid import plan_grid
+
+    def plan(architectures, methods, seeds):
+        grid = {"id": "g", "architectures": architectures, "methods": methods, "seeds": seeds}
+        return plan_grid({"grid": grid, "dense": {}, "dataset": "auto"})
 
     with pytest.raises(ValueError, match="two grids"):
-        expand_grid(["fcn", "conv2"], ["dense"], [0])
-    with pytest.raises(ValueError, match="unknown"):
-        expand_grid(["fcn"], ["dense", "supermask"], [0])
+        plan(["fcn", "conv2"], ["dense"], [0])
+    with pytest.raises(ValueError, match="Unknown method 'supermask'"):
+        plan(["fcn"], ["dense", "supermask"], [0])
     with pytest.raises(ValueError, match="non-negative"):
-        expand_grid(["fcn"], ["dense"], [-1])
+        plan(["fcn"], ["dense"], [-1])
+
+
+def test_a_bad_parameter_of_one_method_stops_the_grid_before_anything_runs(grid_project, run_kedro):
+    project = grid_project
+    broken = {**LOCAL, "threshold": {"training": {**ONE_EPOCH, "optimizer": "adagrad"}}}
+    (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(broken))
+    with pytest.raises(Exception, match="threshold.training.optimizer must be one of .*adagrad"):
+        run_kedro("grid")
+    assert not (project / "data/03_primary").exists() and not (project / "data/04_feature").exists()
 
 
 def test_a_failed_point_is_marked_failed_and_left_out(grid_project, run_kedro):
     project = grid_project
-    broken = {**LOCAL, "supermask": {"recipes": {"threshold": {"training": {**ONE_EPOCH, "optimizer": "adagrad"}}}}}
+    # A learning rate that makes the dense points diverge: an error while the first point trains.
+    broken = {**LOCAL, "dense": {"training": {**ONE_EPOCH, "learning_rate": 1.0e30}}}
     (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(broken))
-    with pytest.raises(Exception, match="adagrad"):
+    with pytest.raises(Exception, match="non-finite"):
         run_kedro("grid")
     points, _ = _point_runs(project)
     status = {r.info.run_name: r.info.status for r in points}
-    assert {status[f"fcn.threshold.seed_{s}"] for s in SEEDS if f"fcn.threshold.seed_{s}" in status} == {"FAILED"}
-    assert "FINISHED" not in status.values()  # no point got to its record node: none looks like a result
+    assert status and set(status.values()) == {"FAILED"}  # no point got to its record node
     assert not (project / "data/08_reporting/grid/summary.csv").exists()
 
 
@@ -169,7 +187,8 @@ def test_lottery_configurations_are_grid_methods(grid_project, run_kedro):
         for layer, (count, size) in {"fc1": (kept["fc1"], 235200), "fc2": (kept["fc2"], 30000), "fc3": (kept["fc3"], 1000)}.items():
             assert metrics[f"remaining_weights.{layer}"] == pytest.approx(count / size)
         assert metrics["epochs"] == 2  # round 0 (dense) and round 1, one epoch each
-        rounds = client.get_metric_history(run.info.run_id, "round.remaining_weights")
+        configuration = run.data.tags["method"].removeprefix("lottery.")
+        rounds = client.get_metric_history(run.info.run_id, f"lottery.{configuration}.round.remaining_weights")
         assert [(m.step, m.value) for m in sorted(rounds, key=lambda m: m.step)][0] == (0, 1.0)
         table = pd.read_csv(project / "data/08_reporting/grid/fcn" / run.data.tags["method"] / "seed_3" / "rounds_table.csv")
         assert metrics["test_accuracy"] == pytest.approx(table.sort_values("round")["test_accuracy"].iloc[-1])
@@ -192,7 +211,43 @@ def test_lottery_configurations_are_grid_methods(grid_project, run_kedro):
     assert point_nodes() == {f"grid.fcn.{m}.seed_3.train" for m in methods}
 
 
-def test_grid_points_given_on_the_command_line_are_refused(grid_project, run_kedro):
-    with pytest.raises(ValueError, match="parameters_grid.yml"):
-        run_kedro("grid", {"grid": {"seeds": [5]}})
-    assert not (grid_project / "data/06_models/grid").exists()
+def test_grid_points_given_on_the_command_line_are_the_points_that_run(grid_project, run_kedro):
+    run_kedro("grid", {"grid": {"methods": ["dense"], "seeds": [5]}})
+    points, _ = _point_runs(grid_project)
+    assert [r.info.run_name for r in points] == ["fcn.dense.seed_5"]
+    assert sorted(p.name for p in (grid_project / "data/06_models/grid/fcn").iterdir()) == ["dense"]
+
+
+class ToyStrategy(MaskStrategy):
+    """Keep the weights whose score is positive (straight-through to the scores)."""
+
+    name = "toy"
+
+    def mask(self, scores, state):
+        return StraightThrough.apply((scores > 0).to(scores.dtype), scores)
+
+
+def test_a_method_is_one_class_one_registry_row_and_one_parameter_block(grid_project, run_kedro, monkeypatch):
+    project = grid_project
+    monkeypatch.setitem(MASK_STRATEGIES, "toy", ToyStrategy)
+    monkeypatch.setitem(METHODS, "toy", Method("toy", description="positive scores kept"))
+    block = {"toy": {
+        "init": {"weight_init": "kaiming_normal", "mask_score_init": "xavier_uniform"},
+        "method": {"name": "toy", "activation": "relu"},
+        "training": {**ONE_EPOCH, "learning_rate": 0.1},
+    }}
+    (project / "conf/local/parameters_toy.yml").write_text(yaml.safe_dump(block))
+    local = {**LOCAL, "grid": {**LOCAL["grid"], "methods": ["toy"], "seeds": [0]}}
+    (project / "conf/local/parameters_grid.yml").write_text(yaml.safe_dump(local))
+    run_kedro("grid")
+
+    (point,), _ = _point_runs(project)
+    assert (point.info.run_name, point.info.status, point.data.tags["method"]) == ("fcn.toy.seed_0", "FINISHED", "toy")
+    masks = load_file(project / "data/06_models/grid/fcn/toy/seed_0/masks.safetensors")
+    scores = load_file(project / "data/06_models/grid/fcn/toy/seed_0/trained_mask_scores.safetensors")
+    assert all(torch.equal(masks[name], (scores[name] > 0).to(torch.int8)) for name in masks)
+    kept = sum(int(m.sum()) for m in masks.values())
+    assert point.data.metrics["remaining_weights"] == pytest.approx(kept / 266200)
+    assert 0.3 < kept / 266200 < 0.7  # about half the Xavier-uniform scores are positive
+    summary = pd.read_csv(project / "data/08_reporting/grid/summary.csv")
+    assert list(summary["method"]) == ["toy"]

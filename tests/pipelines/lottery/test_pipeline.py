@@ -81,3 +81,9 @@ def test_lottery_rounds_outputs_table_and_mlflow(project, run_kedro, caplog):
         table[table.configuration == "large_final.none.mask"].sort_values("round")["test_accuracy"].tolist()
     )
     assert run.data.tags["method"] == "lottery"
+    # The template evaluates the ticket: the last round of the first configuration.
+    summary = pd.read_json(project / "data/08_reporting/lottery/fcn/evaluation_summary.json", typ="series")
+    first = table[table.configuration == "large_final.none.mask"].sort_values("round").iloc[-1]
+    assert summary["test_accuracy"] == pytest.approx(first["test_accuracy"])
+    assert summary["remaining_weight_count"] == first["remaining_weight_count"]
+    assert run.data.metrics["lottery.test_accuracy"] == pytest.approx(first["test_accuracy"])

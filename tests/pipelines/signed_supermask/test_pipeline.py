@@ -56,7 +56,7 @@ def test_signed_supermask_end_to_end_then_rerun_from_training(project, run_kedro
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = MlflowClient()
     (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], output_format="list")
-    assert run.data.params["signed_supermask.training.learning_rate"] == "None"  # from the preset:
+    assert run.data.params["defaults.training.learning_rate"] == "None"  # from the preset:
     assert run.data.params["signed_supermask.presets.fcn.learning_rate"] == "0.05"
     assert run.data.params["signed_supermask.effective_training.learning_rate"] == "0.05"
     assert run.data.params["signed_supermask.effective_training.epochs"] == "2"

@@ -14,9 +14,10 @@ from supermask_pipeline.images import ImageSplit
 from supermask_pipeline.masks import DenseStrategy, criterion_masks, remaining_weights_table
 from supermask_pipeline.models import MaskedNetwork, check_layer_tensors, get_architecture
 from supermask_pipeline.pipelines.tracking import set_run_tags
-from supermask_pipeline.pipelines.training.nodes import device_tensors, training_config
 from supermask_pipeline.reporting import plot_accuracy_vs_remaining
 from supermask_pipeline.training import evaluate, resolve_device
+from supermask_pipeline.experiment.assembly import device_tensors
+from supermask_pipeline.experiment.config import run_config
 
 TABLE_COLUMNS = ["criterion", "same_sign", "prune_step", "remaining_weights", "val_accuracy", "test_accuracy"]
 
@@ -27,12 +28,12 @@ def evaluate_mask_criteria(
     train_split: ImageSplit,
     val_split: ImageSplit,
     test_split: ImageSplit,
+    recipe: dict[str, Any],
+    defaults: dict[str, Any],
     model: dict[str, Any],
-    data: dict[str, Any],
-    training: dict[str, Any],
-    presets: dict[str, dict[str, Any]],
-    options: dict[str, Any],
+    dataset: str,
     seed: int,
+    options: dict[str, Any],
 ) -> pd.DataFrame:
     """Accuracy of the untrained masked network ``w_i ⊙ m`` for every criterion, sign variant
     and prune step (the "supermask at initialisation", Zhou et al. 2019, section 5).
@@ -42,13 +43,13 @@ def evaluate_mask_criteria(
             (w_i and w_f), the layer's weight shape.
         train_split: only for per-channel normalisation statistics.
         val_split, test_split: evaluated.
-        model, data, training, presets: the dense run's parameters (architecture,
-            activation, normalisation, evaluation batch size and device).
+        recipe, defaults, model, dataset, seed: the dense run's parameters (its network,
+            normalisation, evaluation batch size and device); the ``random`` criterion draws
+            from the run seed's ``mask_criteria`` stream.
         options: ``criteria`` (names of :data:`~supermask_pipeline.masks.CRITERIA`),
             ``same_sign`` (list of booleans: also the variant that drops sign-flipped weights),
             ``prune_steps`` (p = 0 … prune_steps − 1; remaining fraction per layer (1 − r)^p),
             ``rates`` (per-layer base rate overrides ``fc``/``output``/``conv``, or null).
-        seed: seed of the ``random`` criterion.
 
     Returns:
         One row per (criterion, same_sign, prune step): :data:`TABLE_COLUMNS`, remaining
@@ -57,25 +58,26 @@ def evaluate_mask_criteria(
     Raises:
         ValueError: unknown criterion, weights that do not fit the architecture, bad options.
     """
-    spec = get_architecture(model["architecture"])
+    run = run_config("dense", recipe, defaults, model, dataset, seed)
+    spec = run.model.spec
     check_layer_tensors(spec, initial_weights, "initial weights")
     check_layer_tensors(spec, trained_weights, "trained weights")
     steps = options["prune_steps"]
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"mask_criteria.prune_steps must be a positive integer, got {steps!r}.")
-    config = training_config(training, presets, spec.name)
-    device = resolve_device(config.device)
+    device = resolve_device(run.training.device)
     set_run_tags({"architecture": spec.name, "method": "mask_criteria", "seed": seed})
-    val = device_tensors(val_split, data, device, train_split)
-    test = device_tensors(test_split, data, device, train_split)
+    val = device_tensors(val_split, run, device, train_split)
+    test = device_tensors(test_split, run, device, train_split)
+    criterion_seed = run.seeds.stream("mask_criteria")
     rows = []
     grid = list(itertools.product(options["criteria"], options["same_sign"], range(steps)))
-    for criterion, same_sign, step in tqdm(grid, desc="mask criteria", unit="mask", disable=not config.show_progress):
+    for criterion, same_sign, step in tqdm(grid, desc="mask criteria", unit="mask", disable=not run.training.show_progress):
         masks = criterion_masks(
-            criterion, initial_weights, trained_weights, spec, step, options.get("rates"), seed, bool(same_sign)
+            criterion, initial_weights, trained_weights, spec, step, options.get("rates"), criterion_seed, bool(same_sign)
         )
         weights = {name: initial_weights[name] * masks[name].float() for name in masks}
-        network = MaskedNetwork(spec, DenseStrategy(), weights, activation=model.get("activation", "elu")).to(device)
+        network = MaskedNetwork(spec, DenseStrategy(), weights, activation=run.model.activation).to(device)
         total = remaining_weights_table(masks).iloc[-1]
         rows.append(
             {
@@ -83,8 +85,8 @@ def evaluate_mask_criteria(
                 "same_sign": bool(same_sign),
                 "prune_step": step,
                 "remaining_weights": float(total["remaining_weights"]),
-                "val_accuracy": evaluate(network, val, config.eval_batch_size)["accuracy"],
-                "test_accuracy": evaluate(network, test, config.eval_batch_size)["accuracy"],
+                "val_accuracy": evaluate(network, val, run.training.eval_batch_size)["accuracy"],
+                "test_accuracy": evaluate(network, test, run.training.eval_batch_size)["accuracy"],
             }
         )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -12,39 +12,24 @@ def create_pipeline(source: str = "dense", **kwargs) -> Pipeline:
             Node(
                 func=evaluate_mask_criteria,
                 inputs=[
-                    f"{source}.initial_weights",
-                    f"{source}.trained_weights",
-                    "train_split",
-                    "val_split",
-                    "test_split",
-                    "params:model",
-                    f"params:{source}.data",
-                    f"params:{source}.training",
-                    f"params:{source}.presets",
+                    "initial_weights", "trained_weights", "train_split", "val_split", "test_split",
+                    "params:recipe", "params:defaults", "params:model", "params:dataset", "params:seed",
                     "params:mask_criteria",
-                    "params:seed",
                 ],
                 outputs="accuracy_table",
                 name="evaluate",
                 tags=["mask_criteria"],
             ),
-            Node(
-                func=plot_mask_criteria,
-                inputs="accuracy_table",
-                outputs="accuracy_plot",
-                name="plot",
-                tags=["mask_criteria", "reporting"],
-            ),
+            Node(func=plot_mask_criteria, inputs="accuracy_table", outputs="accuracy_plot", name="plot",
+                 tags=["mask_criteria", "reporting"]),
         ]
     )
     return Pipeline(
         template,
         namespace="mask_criteria",
-        inputs={
-            f"{source}.initial_weights", f"{source}.trained_weights", "train_split", "val_split", "test_split",
-        },
-        parameters={
-            "params:model", f"params:{source}.data", f"params:{source}.training", f"params:{source}.presets",
-            "params:mask_criteria", "params:seed",
-        },
+        inputs={"initial_weights": f"{source}.initial_weights", "trained_weights": f"{source}.trained_weights",
+                **{name: name for name in ("train_split", "val_split", "test_split")}},
+        parameters={"params:recipe": f"params:{source}",
+                    **{name: name for name in ("params:defaults", "params:model", "params:dataset", "params:seed",
+                                               "params:mask_criteria")}},
     )

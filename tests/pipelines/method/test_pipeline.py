@@ -1,4 +1,5 @@
-"""supermask and supermask_fine_tune on a tiny generated MNIST-format set: every strategy, 1 epoch."""
+"""The learned supermasks and fine-tuning, each a namespace over the one method template, on a
+tiny generated MNIST-format set: every strategy, 1 epoch."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from safetensors.torch import load_file
 
 from supermask_pipeline.images.normalisation import split_to_tensors
 from supermask_pipeline.datasets import HDF5SplitDataset
+from supermask_pipeline.experiment import merge
 from supermask_pipeline.masks import DenseStrategy
 from supermask_pipeline.models import MaskedNetwork, get_architecture, layer_specs
 from supermask_pipeline.models.network import rescale_factor, transform_weight
@@ -28,7 +30,14 @@ SAMPLED_METRICS = (
 
 
 def _params(strategy: str, **recipe) -> dict:
-    return {"supermask": {"strategy": strategy, "recipes": {strategy: {"training": TRAINING, **recipe}}}}
+    return {strategy: {"training": TRAINING, **recipe}}
+
+
+def _block(project, method: str) -> dict:
+    """The method's committed block merged over the shared defaults, as the run sees it."""
+    defaults = yaml.safe_load((project / "conf/base/parameters.yml").read_text())["defaults"]
+    block = yaml.safe_load((project / f"conf/base/parameters_{method}.yml").read_text())[method]
+    return merge(defaults, block)
 
 
 def _latest(folder):
@@ -54,14 +63,13 @@ def _dense_accuracy(project, weights, normalisation: str) -> float:
 def test_every_strategy_prunes_tests_and_reports(project, run_kedro, strategy):
     # ASLP with its learnable per-layer scales, so that the pruned weights carry them.
     extra = {"method": {"learn_scale": True}} if strategy == "aslp" else {}
-    run_kedro("supermask", _params(strategy, **extra))
-    parameters = yaml.safe_load((project / "conf/base/parameters_supermask.yml").read_text())
-    recipe = parameters["supermask"]["recipes"][strategy]
+    run_kedro(strategy, _params(strategy, **extra))
+    recipe = _block(project, strategy)
     method = {**recipe["method"], **extra.get("method", {})}
     spec = get_architecture("fcn")
-    features = project / "data/04_feature/supermask" / strategy / "fcn"
-    models = project / "data/06_models/supermask" / strategy / "fcn"
-    reports = project / "data/08_reporting/supermask" / strategy / "fcn"
+    features = project / "data/04_feature" / strategy / "fcn"
+    models = project / "data/06_models" / strategy / "fcn"
+    reports = project / "data/08_reporting" / strategy / "fcn"
 
     # The mask is int8 0/1; its per-layer counts are those of the summary and the CSV.
     masks = _latest(models / "masks.safetensors")
@@ -73,7 +81,7 @@ def test_every_strategy_prunes_tests_and_reports(project, run_kedro, strategy):
     assert {name: int(table.loc[name, "remaining"]) for name in kept} == kept
     assert {row["layer"]: row["remaining"] for row in summary["per_layer"] if row["layer"] != "total"} == kept
     assert summary["remaining_weight_count"] == sum(kept.values()) == int(table.loc["total", "remaining"])
-    assert summary["strategy"] == strategy
+    assert summary["method"] == strategy
     if strategy == "edge_popup":  # exactly round(k · numel) kept in every layer
         assert kept == {layer.name: round(0.5 * layer.num_weights) for layer in layer_specs(spec)}
 
@@ -95,74 +103,60 @@ def test_every_strategy_prunes_tests_and_reports(project, run_kedro, strategy):
     accuracy = _dense_accuracy(project, pruned, recipe["data"]["normalisation"])
     assert summary["test_accuracy"] == pytest.approx(accuracy)
     run = _run(project)
-    assert run.data.metrics["supermask.test_accuracy"] == pytest.approx(accuracy)
-    assert run.data.metrics["supermask.remaining_weight_count"] == sum(kept.values())
+    assert run.data.metrics[f"{strategy}.test_accuracy"] == pytest.approx(accuracy)
+    assert run.data.metrics[f"{strategy}.remaining_weight_count"] == sum(kept.values())
     assert run.data.tags["method"] == strategy
-    assert run.data.params["supermask.strategy"] == strategy
-    assert run.data.params["supermask.effective_training.epochs"] == "1"
-    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "supermask.val_accuracy")
+    assert run.data.params[f"{strategy}.method.name"] == strategy
+    assert run.data.params[f"{strategy}.effective_training.epochs"] == "1"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, f"{strategy}.val_accuracy")
     assert [m.step for m in history] == [1]
 
     # Sampled masks: mean ± std over 10 for the stochastic strategies, nothing for the others.
-    assert sampled["strategy"] == strategy and sampled["test_accuracy"] == summary["test_accuracy"]
+    assert sampled["method"] == strategy
     assert sampled["stochastic"] is (strategy in STOCHASTIC)
     if strategy in STOCHASTIC:
         assert sampled["samples"] == 10
         for name in SAMPLED_METRICS:
-            assert run.data.metrics[f"supermask.{name}"] == pytest.approx(sampled[name])
+            assert run.data.metrics[f"{strategy}.{name}"] == pytest.approx(sampled[name])
         assert 0.0 <= sampled["sampled_test_accuracy_mean"] <= 1.0
         assert sampled["sampled_test_accuracy_std"] >= 0.0
     else:
         assert sampled["samples"] == 0
-        assert not any(f"supermask.{name}" in run.data.metrics for name in SAMPLED_METRICS)
+        assert not any(f"{strategy}.{name}" in run.data.metrics for name in SAMPLED_METRICS)
 
     assert (reports / "training_curves.png").stat().st_size > 1000
-    assert (project / "data/07_model_output/supermask" / strategy / "fcn/training_history.csv").is_file()
-    assert not (models / "fine_tuned_weights.safetensors").exists()  # only supermask_fine_tune fine-tunes
+    assert (project / "data/07_model_output" / strategy / "fcn/training_history.csv").is_file()
+    assert not (project / "data/06_models/fine_tune").exists()  # only the fine_tune pipeline fine-tunes
 
 
 def test_fine_tuning_trains_only_the_kept_weights(project, run_kedro):
-    params = _params("threshold")
-    params["supermask"]["fine_tune"] = {"training": {**TRAINING, "learning_rate": 1e-3}}
-    run_kedro("supermask_fine_tune", params)
-    models = project / "data/06_models/supermask/threshold/fcn"
-    reports = project / "data/08_reporting/supermask/threshold/fcn"
-    masks = _latest(models / "masks.safetensors")
-    pruned = _latest(models / "trained_weights.safetensors")
-    tuned = _latest(models / "fine_tuned_weights.safetensors")
+    params = {**_params("threshold"), "fine_tune": {"training": {**TRAINING, "learning_rate": 1e-3}}}
+    run_kedro("fine_tune", params)
+    source = project / "data/06_models/threshold/fcn"
+    models = project / "data/06_models/fine_tune/fcn"
+    masks = _latest(source / "masks.safetensors")
+    pruned = _latest(source / "trained_weights.safetensors")
+    tuned = _latest(models / "trained_weights.safetensors")
+    assert all(torch.equal(_latest(models / "masks.safetensors")[name], mask) for name, mask in masks.items())
     for name, mask in masks.items():
         kept = mask == 1
         assert bool((tuned[name][~kept] == 0).all())  # pruned weights stay exactly 0
         assert not torch.equal(tuned[name][kept], pruned[name][kept])  # kept weights trained
-    summary = json.loads((reports / "fine_tuned_evaluation_summary.json").read_text())
-    before = json.loads((reports / "evaluation_summary.json").read_text())
+    summary = json.loads((project / "data/08_reporting/fine_tune/fcn/evaluation_summary.json").read_text())
+    before = json.loads((project / "data/08_reporting/threshold/fcn/evaluation_summary.json").read_text())
     accuracy = _dense_accuracy(project, tuned, "scale_01")
-    assert summary["fine_tuned_test_accuracy"] == pytest.approx(accuracy)
-    assert summary["test_accuracy_before_fine_tuning"] == before["test_accuracy"]
+    assert summary["test_accuracy"] == pytest.approx(accuracy)
     assert summary["remaining_weight_count"] == before["remaining_weight_count"]
     run = _run(project)
-    assert run.data.metrics["supermask.fine_tuned_test_accuracy"] == pytest.approx(accuracy)
-    assert run.data.metrics["supermask.test_accuracy"] == pytest.approx(before["test_accuracy"])
-    assert run.data.tags["method"] == "threshold"
-    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "supermask.fine_tune.val_accuracy")
+    assert run.data.metrics["fine_tune.test_accuracy"] == pytest.approx(accuracy)
+    assert run.data.metrics["threshold.test_accuracy"] == pytest.approx(before["test_accuracy"])
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "fine_tune.val_accuracy")
     assert [m.step for m in history] == [1]
-    assert len(pd.read_csv(project / "data/07_model_output/supermask/threshold/fcn/fine_tune_history.csv")) == 1
+    assert len(pd.read_csv(project / "data/07_model_output/fine_tune/fcn/training_history.csv")) == 1
 
 
-def test_unknown_strategy_fails_with_the_four_and_writes_nothing(project, run_kedro):
-    with pytest.raises(ValueError, match="Unknown supermask strategy 'supermagic'. Known strategies: "
-                                         "aslp, bernoulli, edge_popup, threshold"):
-        run_kedro("supermask", {"supermask": {"strategy": "supermagic"}})
-    assert not (project / "data/04_feature/supermask").exists()
-
-
-def test_strategy_set_where_the_catalog_cannot_see_it_is_refused(project, run_kedro):
-    # Editing the parameter file changes the parameter but not the catalog's paths (bernoulli's).
-    path = project / "conf/base/parameters_supermask.yml"
-    text = path.read_text()
-    assert "strategy: ${globals:supermask_strategy}" in text
-    path.write_text(text.replace("strategy: ${globals:supermask_strategy}", "strategy: edge_popup"))
-    message = "supermask.strategy is 'edge_popup' but the catalog's paths are those of 'bernoulli'"
-    with pytest.raises(ValueError, match=message):
-        run_kedro("supermask", node_names=["supermask.initialise"])
-    assert not (project / "data/04_feature/supermask").exists()
+def test_an_unknown_strategy_is_named_before_anything_is_written(project, run_kedro):
+    with pytest.raises(ValueError, match="Unknown method 'supermagic'. Known methods: "
+                                         "aslp, bernoulli, dense, edge_popup, fixed_mask, signed_supermask, threshold"):
+        run_kedro("threshold", {"threshold": {"method": {"name": "supermagic"}}})
+    assert not (project / "data/03_primary").exists() and not (project / "data/04_feature").exists()

@@ -1,2 +1,0 @@
-"""Learned supermasks (bernoulli, threshold, edge_popup, aslp) over frozen initial weights, with
-prune-and-test, sampled-mask evaluation and optional fine-tuning under the fixed mask."""
