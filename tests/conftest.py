@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supermask_pipeline.images.sources import RAW_SOURCES, RawSourceSpec, encode_idx, load_raw_images
+from supermask_pipeline.images.idx import encode_idx
+from supermask_pipeline.images.sources import load_raw_images
+from supermask_pipeline.images.specs import RAW_SOURCES, RawSourceSpec
 
 _MNIST_CANDIDATES = (
     Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "mnist",
@@ -60,6 +62,20 @@ class TinySource:
             else:
                 (folder / name).write_bytes(content)
         return folder
+
+    def assert_loaded(self, raw) -> None:
+        """Assert that ``raw`` (a RawImageData) holds exactly this source's arrays and checksums."""
+        assert raw.source == "tiny"
+        assert raw.num_classes == 10
+        assert raw.train_images.shape == (30, 28, 28, 1) and raw.train_images.dtype == np.uint8
+        assert raw.test_images.shape == (12, 28, 28, 1) and raw.test_images.dtype == np.uint8
+        assert raw.train_labels.shape == (30,) and raw.train_labels.dtype == np.int64
+        assert raw.test_labels.shape == (12,) and raw.test_labels.dtype == np.int64
+        np.testing.assert_array_equal(raw.train_images[..., 0], self.arrays["train_images"])
+        np.testing.assert_array_equal(raw.test_images[..., 0], self.arrays["test_images"])
+        np.testing.assert_array_equal(raw.train_labels, self.arrays["train_labels"])
+        np.testing.assert_array_equal(raw.test_labels, self.arrays["test_labels"])
+        assert raw.checksums == {f.name: f.sha256 for f in self.spec.files}
 
 
 def make_images(num: int, rng: np.random.Generator, offset: int = 0) -> np.ndarray:

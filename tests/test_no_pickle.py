@@ -14,7 +14,8 @@ One exception, only in ``src/supermask_pipeline/images/`` (CIFAR-10 ships as pic
 batches): a module may import pickle to subclass ``pickle.Unpickler`` with a
 ``find_class`` override (a restricted unpickler); there it may use only
 ``pickle.Unpickler`` and ``pickle.UnpicklingError``. Any Unpickler subclass anywhere must
-override ``find_class``.
+override ``find_class``. Exactly one file uses the exception: ``images/cifar.py``, the
+CIFAR-10 batch reader.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 RESTRICTED_UNPICKLER_DIR = "supermask_pipeline/images/"  # relative to src/, as posix
+RESTRICTED_UNPICKLER_FILE = "supermask_pipeline/images/cifar.py"  # the CIFAR-10 batch reader
 PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve"}
 ALLOWED_PICKLE_NAMES = {"Unpickler", "UnpicklingError"}
 FORBIDDEN_ATTRIBUTES = {"read_pickle", "to_pickle", "PickleDataset"}
@@ -132,6 +134,7 @@ def test_source_tree_is_scanned():
     files = [p.relative_to(SRC).as_posix() for p in _python_files()]
     assert "supermask_pipeline/datasets/safetensors_files.py" in files
     assert "supermask_pipeline/datasets/hdf5_split.py" in files
+    assert RESTRICTED_UNPICKLER_FILE in files
 
 
 def test_no_pickle_in_src():
@@ -142,6 +145,36 @@ def test_no_pickle_in_src():
         if findings:
             problems[relative] = findings
     assert problems == {}, f"pickle on the load path: {problems}"
+
+
+def _imports_pickle(tree: ast.AST) -> bool:
+    return any(
+        (isinstance(node, ast.Import) and any(alias.name.split(".")[0] == "pickle" for alias in node.names))
+        or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "pickle")
+        for node in ast.walk(tree)
+    )
+
+
+def test_the_restricted_unpickler_is_the_only_pickle_import():
+    """The exception is used by exactly one file, the CIFAR-10 batch reader: it imports pickle,
+    subclasses ``pickle.Unpickler`` overriding ``find_class``, and passes the scan there only."""
+    importing = [
+        path.relative_to(SRC).as_posix()
+        for path in _python_files()
+        if _imports_pickle(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert importing == [RESTRICTED_UNPICKLER_FILE]
+    source = (SRC / RESTRICTED_UNPICKLER_FILE).read_text(encoding="utf-8")
+    unpicklers = [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ClassDef) and "pickle.Unpickler" in {_dotted(base) for base in node.bases}
+    ]
+    assert unpicklers, f"no pickle.Unpickler subclass in {RESTRICTED_UNPICKLER_FILE}"
+    for node in unpicklers:
+        assert "find_class" in {item.name for item in node.body if isinstance(item, ast.FunctionDef)}
+    assert pickle_findings(source, RESTRICTED_UNPICKLER_FILE) == []
+    assert pickle_findings(source, "supermask_pipeline/datasets/cifar.py")  # refused outside images/
 
 
 def test_no_pickle_in_other_src_files():
@@ -217,7 +250,7 @@ def read(handle):
 
 
 def test_restricted_unpickler_only_in_data_package():
-    assert pickle_findings(RESTRICTED, "supermask_pipeline/images/cifar.py") == []
+    assert pickle_findings(RESTRICTED, RESTRICTED_UNPICKLER_FILE) == []
     assert pickle_findings(RESTRICTED, "supermask_pipeline/datasets/cifar.py")  # elsewhere: refused
 
 
@@ -233,4 +266,4 @@ def test_restricted_unpickler_only_in_data_package():
     ids=["loads-besides", "no-find-class", "plain-subclass", "imported-subclass", "from-import-load"],
 )
 def test_restricted_unpickler_rules(code):
-    assert pickle_findings(code, "supermask_pipeline/images/cifar.py")
+    assert pickle_findings(code, RESTRICTED_UNPICKLER_FILE)

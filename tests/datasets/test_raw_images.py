@@ -12,13 +12,10 @@ import pytest
 from kedro.io import DataCatalog
 from kedro.io.core import DatasetError
 
-from supermask_pipeline.images.sources import (
-    RAW_SOURCES,
-    RawDataChecksumError,
-    RawDataNotFoundError,
-    RawImageData,
-    encode_idx,
-)
+from supermask_pipeline.images.errors import RawDataChecksumError, RawDataNotFoundError
+from supermask_pipeline.images.idx import encode_idx
+from supermask_pipeline.images.sources import RawImageData
+from supermask_pipeline.images.specs import RAW_SOURCES
 from supermask_pipeline.datasets import RawImageDataset
 
 MNIST_DIRS = (

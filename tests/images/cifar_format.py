@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from supermask_pipeline.images.sources import RAW_SOURCES, RawSourceSpec
+from supermask_pipeline.images.specs import RAW_SOURCES, RawSourceSpec
 
 __all__ = [
     "ARCHIVE_NAME",

@@ -14,17 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supermask_pipeline.images import sources
-from supermask_pipeline.images.sources import (
-    RAW_SOURCES,
+from supermask_pipeline.images import download
+from supermask_pipeline.images.cifar import parse_cifar_batch
+from supermask_pipeline.images.errors import (
     RawDataChecksumError,
     RawDataCorruptError,
     RawDataNotFoundError,
-    RawSourceSpec,
-    load_raw_images,
-    missing_raw_files,
-    parse_cifar_batch,
 )
+from supermask_pipeline.images.sources import load_raw_images, missing_raw_files
+from supermask_pipeline.images.specs import RAW_SOURCES, RawSourceSpec
 from supermask_pipeline.images.splitting import split_dataset
 from tests.images.cifar_format import (
     ARCHIVE_NAME,
@@ -418,7 +416,7 @@ def test_download_archive_with_its_md5_then_extract(tiny, tmp_path, monkeypatch)
     spec = tiny.register(monkeypatch, archive=archive)
     mirror_a, mirror_b = spec.mirrors
     fake = FakeMirrors({f"{mirror_b}{ARCHIVE_NAME}": archive.read_bytes()})
-    monkeypatch.setattr(sources, "_download_url", fake)
+    monkeypatch.setattr(download, "_download_url", fake)
     root = tmp_path / "raw" / "cifar10"
 
     raw = load_raw_images(spec.name, root, download=True)
@@ -442,7 +440,7 @@ def test_failed_or_corrupt_download_leaves_nothing(tiny, tmp_path, monkeypatch):
     data = bytearray(archive.read_bytes())
     data[100] ^= 1
     fake = FakeMirrors({f"{mirror_a}{ARCHIVE_NAME}": bytes(data)})
-    monkeypatch.setattr(sources, "_download_url", fake)
+    monkeypatch.setattr(download, "_download_url", fake)
     root = tmp_path / "raw"
 
     with pytest.raises(RawDataNotFoundError) as info:
@@ -462,7 +460,7 @@ def test_download_helper_passes_md5_to_torchvision(monkeypatch, tmp_path):
         seen.update(url=url, root=root, filename=filename, md5=md5)
 
     monkeypatch.setattr(utils, "download_url", fake_download_url)
-    sources._download_url("https://example.invalid/a.tar.gz", tmp_path, "a.tar.gz", md5="ab" * 16)
+    download._download_url("https://example.invalid/a.tar.gz", tmp_path, "a.tar.gz", md5="ab" * 16)
     assert seen == {
         "url": "https://example.invalid/a.tar.gz",
         "root": str(tmp_path),

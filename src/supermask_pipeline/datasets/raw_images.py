@@ -42,7 +42,7 @@ class RawImageDataset(AbstractDataset[None, RawImageData]):
 
         Args:
             root: folder with the official files (``data/01_raw/<source>``).
-            source: key of :data:`~supermask_pipeline.images.sources.RAW_SOURCES`.
+            source: key of :data:`~supermask_pipeline.images.specs.RAW_SOURCES`.
             download: whether missing files may be downloaded into ``root``.
             metadata: free-form metadata, ignored by Kedro.
         """
@@ -69,7 +69,7 @@ class RawImageDataset(AbstractDataset[None, RawImageData]):
 
         Raises:
             DatasetError: wrapping ``ValueError`` (unknown source) or a
-                :class:`~supermask_pipeline.images.sources.RawDataError` with its message.
+                :class:`~supermask_pipeline.images.errors.RawDataError` with its message.
         """
         return load_raw_images(self._source, self._root, download=self._download)
 

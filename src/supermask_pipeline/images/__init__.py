@@ -1,28 +1,26 @@
 """Raw image sources, train/val/test splitting and tensor loading (no Kedro imports).
 
-- :mod:`.sources`: official files, checksums, download and parsing (:func:`load_raw_images`).
+- :mod:`.sources`: a source's verified train and test sets (:func:`load_raw_images`).
+- :mod:`.specs`: the known sources (:data:`RAW_SOURCES`): official files, mirrors, checksums.
+- :mod:`.idx`, :mod:`.cifar`: the file formats (MNIST idx, CIFAR-10 python batches).
+- :mod:`.download`, :mod:`.archive`: local lookup, checksums, download; archive extraction.
+- :mod:`.errors`: what loading raises (:class:`RawDataError` and its subclasses).
 - :mod:`.splitting`: Zhou et al. (2019) validation split (:func:`split_dataset`).
 - :mod:`.normalisation`: splits as normalised tensors on a device (:func:`split_to_tensors`).
 - :mod:`.augmentation`: batched, seeded augmentation on the device (:func:`random_crop_flip`).
 """
 
 from supermask_pipeline.images.augmentation import AUGMENTATIONS, get_augmentation, random_crop_flip
-from supermask_pipeline.images.sources import (
-    RAW_SOURCES,
-    RawArchiveSpec,
+from supermask_pipeline.images.cifar import parse_cifar_batch
+from supermask_pipeline.images.errors import (
     RawDataChecksumError,
     RawDataCorruptError,
     RawDataError,
     RawDataNotFoundError,
-    RawFileSpec,
-    RawImageData,
-    RawSourceSpec,
-    encode_idx,
-    load_raw_images,
-    missing_raw_files,
-    parse_cifar_batch,
-    parse_idx,
 )
+from supermask_pipeline.images.idx import encode_idx, parse_idx
+from supermask_pipeline.images.sources import RawImageData, load_raw_images, missing_raw_files
+from supermask_pipeline.images.specs import RAW_SOURCES, RawArchiveSpec, RawFileSpec, RawSourceSpec
 from supermask_pipeline.images.splitting import SPLIT_NAMES, ImageSplit, split_dataset
 from supermask_pipeline.images.normalisation import (
     NORMALISATIONS,

@@ -115,7 +115,7 @@ def resolve_dataset(architecture: str, dataset: str = "auto") -> str:
         ValueError: unknown architecture or dataset (the message lists the choices), or a
             dataset whose image shape does not fit the architecture's input.
     """
-    from supermask_pipeline.images.sources import RAW_SOURCES  # the image shapes are the sources'
+    from supermask_pipeline.images.specs import RAW_SOURCES  # the image shapes are the sources'
 
     spec = get_architecture(architecture)
     if dataset == "auto":
