@@ -33,7 +33,7 @@ from supermask_pipeline.images import ImageSplit, split_to_tensors
 from supermask_pipeline.masks import SignedSupermaskStrategy
 from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors
 from supermask_pipeline.training import CheckpointStore, Checkpointing, TensorDataset, TrainingConfig, train
-from supermask_pipeline.training import engine
+from supermask_pipeline.training import run as training_run
 
 SPLIT = Path("data/03_primary/mnist/train.h5")
 
@@ -88,7 +88,7 @@ def main() -> None:
     wall_without = (time.perf_counter() - start) / args.epochs
 
     capture_seconds: list[float] = []
-    original_capture = engine._capture
+    original_capture = training_run.capture_state  # looked up by name in TrainingRun._capture
 
     def timed_capture(*a, **k):
         start = time.perf_counter()
@@ -97,14 +97,14 @@ def main() -> None:
         finally:
             capture_seconds.append(time.perf_counter() - start)
 
-    engine._capture = timed_capture
+    training_run.capture_state = timed_capture
     with tempfile.TemporaryDirectory(dir=".") as folder:
         store = _TimedStore(Path(folder))
         start = time.perf_counter()
         with_ckpt = train(network(), data, None, config, checkpointing=Checkpointing(store, {"benchmark": True}))
         wall_with = (time.perf_counter() - start) / args.epochs
         size = sum(p.stat().st_size for p in Path(folder).rglob("epoch_*"))
-    engine._capture = original_capture
+    training_run.capture_state = original_capture
 
     epoch_s = statistics.mean(without["epoch_time_s"])
     capture_s = statistics.mean(capture_seconds[1:])  # [0] is the initial state, once per run

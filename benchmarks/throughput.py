@@ -60,7 +60,7 @@ import torch
 from supermask_pipeline.masks import DenseStrategy, SignedSupermaskStrategy
 from supermask_pipeline.models import MaskedNetwork, count_weights, get_architecture, initialise_tensors
 from supermask_pipeline.training import TensorDataset, TrainingConfig, resolve_device, train
-from supermask_pipeline.training import engine
+from supermask_pipeline.training import engine, optimization, run
 
 ALL_ARCHITECTURES = ("fcn", "conv2", "conv4", "conv6", "conv8")
 CPU_IMAGES = 1024
@@ -182,7 +182,7 @@ def main() -> None:
     # Warm-up: two full batches and one of the timed run's last (partial) batch size.
     n_warmup = min(n, 2 * args.batch_size + n % args.batch_size)
 
-    source = inspect.getsource(engine)
+    source = "".join(inspect.getsource(module) for module in (engine, run, optimization))
     acts = {"precision": "autocast" in source, "channels_last": "channels_last" in source}
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"machine: {_cpu_model()}, {torch.get_num_threads()} torch threads of {os.cpu_count()} cores{gpu}")

@@ -9,6 +9,7 @@ from torch import nn
 
 from supermask_pipeline.masks import ASLPStrategy, BernoulliStrategy, ThresholdStrategy
 from supermask_pipeline.models import MaskedNetwork, get_architecture, initialise_tensors
+from supermask_pipeline.seeds import RunSeeds
 from supermask_pipeline.training import (
     CheckpointStore,
     Checkpointing,
@@ -240,8 +241,6 @@ def test_evaluate_sampled_of_a_deterministic_strategy_is_evaluate():
 # --- validation on sampled masks (Dupont et al.'s code validates every epoch on sampled masks) ---
 
 def test_validation_on_sampled_masks_is_seeded_by_the_epoch_and_leaves_training_unchanged():
-    import numpy as np
-
     train_data, val_data = _data(64, 0), _data(48, 5)
     histories, states = {}, {}
     for masks in ("final", "sampled"):
@@ -252,7 +251,7 @@ def test_validation_on_sampled_masks_is_seeded_by_the_epoch_and_leaves_training_
     assert all(torch.equal(states["final"][k], states["sampled"][k]) for k in states["final"])
     network = _network(ASLPStrategy(), "constant", 0.0)
     network.load_state_dict(states["sampled"])
-    seed = int(np.random.SeedSequence([0, 1]).generate_state(1)[0])
+    seed = RunSeeds(0).validation(1)  # the validation stream of epoch 1 of the run seed 0
     sampled = evaluate_sampled(network, val_data, 1, seed=seed)
     final = evaluate(network, val_data)
     assert histories["sampled"]["val_loss"].iloc[-1] == pytest.approx(sampled["loss_mean"])

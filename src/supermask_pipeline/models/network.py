@@ -265,11 +265,17 @@ class MaskedNetwork(nn.Module):
             applied to ``weights`` once here (see :func:`transform_weight`).
         rescale: Zhou et al.'s dynamic weight rescaling, W ⊙ m · numel/Σm per layer.
         sampling_seed: seed of the generator of stochastic strategies (the training engine
-            reseeds it from ``TrainingConfig.seed``).
+            reseeds it with the ``mask_sampling`` stream of ``RunSeeds(TrainingConfig.seed)``,
+            :mod:`supermask_pipeline.seeds`).
 
     Sampling (stochastic strategies: Bernoulli, ASLP): a new mask every forward pass in
     training mode; the deterministic final mask in eval mode, unless :meth:`sampling`
     forces it on (or off), or :meth:`frozen_sample` holds one drawn mask fixed.
+
+    What the training engine asks of it (:meth:`remaining_fraction`, :meth:`mask_generator`,
+    :meth:`seed_mask_sampling`, :meth:`frozen_sample`, :meth:`learning_rate_overrides`) is
+    the protocol :class:`supermask_pipeline.training.masked_model.MaskedModel`, which this
+    class implements structurally (``models`` does not import ``training``).
 
     Input: images float32 (N, C, H, W) matching ``spec.input_shape``. Output: logits (N, classes).
 

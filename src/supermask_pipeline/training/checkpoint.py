@@ -6,7 +6,7 @@ A checkpoint is two files in ``<root>/<fingerprint>/``:
   (``model.<name>``: weights, mask scores, buffers), the optimizer's tensor state
   (``optimizer.<param index>.<key>``: momentum buffers, Adam moments and step), the
   random-number-generator states (``rng.batch_order``, ``rng.augmentation``,
-  ``rng.mask_sampling`` of a network with stochastic masks, ``rng.torch``,
+  ``rng.mask_sampling`` of a masked network, ``rng.torch``,
   ``rng.cuda.<i>``, ``rng.numpy``) and, with ``restore_best``, the model state of the
   best epoch so far (``best.model.<name>``), uint8/int64/float32.
 - ``epoch_NNNN.json``: the rest (format version, fingerprint, the identity it was
@@ -24,6 +24,10 @@ The fingerprint is the sha256 of the run's identity (hyperparameters that change
 result, the initial model state, the data, the code of the training packages), so a
 rerun with the same inputs finds its checkpoints and a rerun with changed inputs gets a
 fresh folder; the old one is never deleted.
+
+:func:`capture_state` builds a :class:`TrainingState` from the live training objects and
+:func:`restore_state` loads one back; :class:`Checkpointing` is what a caller of the
+engine passes (the store and the run's identity).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import numpy as np
 import safetensors.torch
 import torch
 from safetensors import SafetensorError
+from torch import nn
 
 from supermask_pipeline.atomic_write import atomic_write_bytes
 
@@ -106,21 +111,24 @@ def array_sha256(*arrays: np.ndarray) -> str:
 
 @functools.lru_cache(maxsize=None)
 def code_sha256(*packages: str) -> str:
-    """sha256 of the ``.py`` sources of the named packages (the code that decides what training computes).
+    """sha256 of the ``.py`` sources of the named packages or modules (the code that decides
+    what training computes): every file under a package's folder, or a module's one file.
 
     Read once per process and cached: the hash describes the code this process runs,
     even if the files are edited while a long run is under way.
 
     Raises:
-        ModuleNotFoundError: an unknown package name.
+        ModuleNotFoundError: an unknown package or module name.
     """
     import importlib
 
     digest = hashlib.sha256()
     for name in packages:
         module = importlib.import_module(name)
-        folder = Path(module.__file__).parent
-        for path in sorted(folder.rglob("*.py")):
+        source = Path(module.__file__)
+        folder = source.parent
+        paths = sorted(folder.rglob("*.py")) if hasattr(module, "__path__") else [source]
+        for path in paths:
             digest.update(str(path.relative_to(folder)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -308,6 +316,120 @@ def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str
             else:
                 changes.append(f"{prefix}{key}: {a!r} → {b!r}")
     return changes
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and under which identity a run checkpoints.
+
+    Attributes:
+        store: the checkpoint folder.
+        identity: JSON-serialisable description of the run's inputs that the engine cannot
+            see itself: the method and its options, the data (e.g. split checksums), the
+            architecture. The engine adds the result-relevant training hyperparameters,
+            a checksum of the model's initial state and of the training code. An optional
+            ``"series"`` entry names a family of runs (e.g. ``"lottery round 3"``): when a
+            run starts over, the changed inputs are explained against the newest run of
+            the same series only.
+    """
+
+    store: CheckpointStore
+    identity: Mapping[str, Any] = field(default_factory=dict)
+
+
+def capture_state(
+    epoch: int,
+    rows: list[dict[str, float]],
+    identity: Mapping[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generators: Mapping[str, torch.Generator],
+    best_state: Mapping[str, torch.Tensor] | None = None,
+) -> TrainingState:
+    """The complete training state after ``epoch`` (tensors cloned, so later steps do not change it).
+
+    Args:
+        epoch: epochs completed (≥ 0; 0 is the initial state).
+        rows: the history rows so far (JSON-serialisable floats; NaN allowed).
+        identity: the run's identity (the fingerprint's input), stored for explanations.
+        model, optimizer, scheduler: the live training objects.
+        generators: stream name → generator, stored as ``rng.<name>`` (uint8 state):
+            ``batch_order``, ``augmentation`` and, for a network with a mask-sampling
+            stream, ``mask_sampling``.
+        best_state: the model state of the best epoch so far (``best.model.<name>``), or None.
+
+    Returns:
+        A :class:`TrainingState` with the tensor names of the module docstring; the
+        global generators (torch, CUDA, NumPy, Python) are captured too.
+    """
+    tensors = {f"model.{name}": value.detach().clone() for name, value in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
+    other_state: dict[str, dict[str, Any]] = {}
+    for index, entries in optimizer_state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().clone()
+            else:
+                other_state.setdefault(str(index), {})[key] = value
+    tensors.update({f"rng.{name}": generator.get_state() for name, generator in generators.items()})
+    if best_state is not None:
+        tensors.update({f"best.model.{name}": value for name, value in best_state.items()})
+    rng_tensors, rng_meta = capture_rng()
+    tensors.update(rng_tensors)
+    meta = {
+        "identity": dict(identity),
+        "history": [dict(row) for row in rows],
+        "optimizer": {"param_groups": optimizer_state["param_groups"], "other_state": other_state},
+        "scheduler": scheduler.state_dict(),
+        **rng_meta,
+    }
+    return TrainingState(epoch=epoch, tensors=tensors, meta=meta)
+
+
+def restore_state(
+    state: TrainingState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generators: Mapping[str, torch.Generator],
+) -> tuple[list[dict[str, float]], dict[str, torch.Tensor] | None]:
+    """Load ``state`` (from :func:`capture_state`) into the live objects and the global generators.
+
+    Args:
+        state: a checkpoint of the same run (same fingerprint).
+        model, optimizer, scheduler: the live objects, built as for a fresh start.
+        generators: stream name → generator to set from ``rng.<name>``.
+
+    Returns:
+        (the history rows of the epochs done, NaN restored; the best model state so far or None).
+
+    Raises:
+        CheckpointError: a generator of ``generators`` has no state in the checkpoint.
+        KeyError, RuntimeError, ValueError: a state of another format (see :func:`restore_rng`).
+    """
+    tensors, meta = state.tensors, state.meta
+    missing = sorted(f"rng.{name}" for name in generators if f"rng.{name}" not in tensors)
+    if missing:
+        raise CheckpointError(
+            f"The checkpoint of epoch {state.epoch} has no state for {missing}; it was not written by this run."
+        )
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    optimizer_state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            optimizer_state.setdefault(int(index), {})[name] = value
+    for index, entries in meta["optimizer"]["other_state"].items():
+        optimizer_state.setdefault(int(index), {}).update(entries)
+    optimizer.load_state_dict({"state": optimizer_state, "param_groups": meta["optimizer"]["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    for name, generator in generators.items():
+        generator.set_state(tensors[f"rng.{name}"])
+    restore_rng(tensors, meta)
+    best = {k[len("best.model."):]: v for k, v in tensors.items() if k.startswith("best.model.")}
+    rows = [{k: json_float(v) for k, v in row.items()} for row in meta["history"]]
+    return rows, best or None
 
 
 def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

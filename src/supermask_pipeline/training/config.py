@@ -84,12 +84,16 @@ class TrainingConfig:
         "final",
         "the mask of the per-epoch validation (and so of early stopping and the best epoch): final: the "
         "deterministic final mask; sampled: stochastic strategies draw one mask, held for the whole "
-        "validation split, from a generator of (seed, epoch) of its own (Dupont et al. 2022's code "
-        "validates on sampled masks); deterministic strategies are the same either way",
+        "validation split, from the seed's validation stream of epoch e (RunSeeds.validation; Dupont "
+        "et al. 2022's code validates on sampled masks); deterministic strategies are the same either way",
     )
     eval_batch_size: int = _f(2000, "images per forward pass in evaluation")
     device: str = _f("auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
-    seed: int = _f(0, "seed of batch order and any sampling during training")
+    seed: int = _f(
+        0,
+        "run seed; batch order, augmentation, mask sampling and the sampled validation masks are its "
+        "named streams (supermask_pipeline.seeds)",
+    )
     deterministic: bool = _f(True, "torch.use_deterministic_algorithms (bit-identical reruns on the same machine)")
     show_progress: bool = _f(True, "progress bars on the terminal")
     precision: str = _f("fp32", "fp32, or bf16: forward and loss under torch.autocast(bfloat16); weights, scores and optimizer stay fp32")

@@ -37,7 +37,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -46,9 +45,12 @@ from supermask_pipeline.masks.ticket_actions import get_mask_0_action, get_mask_
 from supermask_pipeline.masks.strategies import FixedMaskStrategy
 from supermask_pipeline.models.architectures import ArchitectureSpec, layer_specs
 from supermask_pipeline.models.network import MaskedNetwork, check_layer_tensors
-from supermask_pipeline.training.checkpoint import CheckpointStore
+from supermask_pipeline.seeds import RunSeeds
+from supermask_pipeline.training.checkpoint import Checkpointing, CheckpointStore
 from supermask_pipeline.training.config import TrainingConfig
-from supermask_pipeline.training.engine import Augmentation, Checkpointing, TensorDataset, evaluate, train
+from supermask_pipeline.training.engine import train
+from supermask_pipeline.training.evaluation import TensorDataset, evaluate
+from supermask_pipeline.training.optimization import Augmentation
 
 Tensors = dict[str, torch.Tensor]
 
@@ -168,8 +170,10 @@ class RoundResult:
 
 
 def round_seed(seed: int, round_index: int) -> int:
-    """The seed of a round's random choices (random criterion, random mask-1 actions):
-    a numpy SeedSequence child of (seed, round), so a resumed chain draws the same values.
+    """The seed of a round's random choices (random criterion, random mask-1 actions): the
+    ``lottery_round`` stream of the run seed, ``RunSeeds(seed).lottery_round(round_index)``
+    (:mod:`supermask_pipeline.seeds`), so a resumed chain draws the same values. An integer
+    in [0, 2⁶³).
 
     Raises:
         ValueError: a negative or non-integer seed or round.
@@ -177,7 +181,7 @@ def round_seed(seed: int, round_index: int) -> int:
     for name, value in (("seed", seed), ("round", round_index)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be an integer ≥ 0, got {value!r}.")
-    return int(np.random.SeedSequence([seed, round_index]).generate_state(1)[0])
+    return RunSeeds(seed).lottery_round(round_index)
 
 
 def prune_round(
@@ -245,7 +249,7 @@ def iterative_pruning(
     *,
     rates: Mapping[str, float] | None = None,
     activation: str = "relu",
-    seed: int = 0,
+    seed: int | None = None,
     test_data: TensorDataset | None = None,
     store: CheckpointStore | None = None,
     identity: Mapping[str, Any] | None = None,
@@ -266,7 +270,8 @@ def iterative_pruning(
         rates: per-layer prune-rate overrides (``fc``, ``output``, ``conv``); default 20 %,
             10 % for the output layer, 10 % for convolutions (conv6: 15 %).
         activation: ``relu`` (Zhou et al., Frankle & Carbin) or ``elu``.
-        seed: seed of the rounds' random choices (the batch order comes from ``config.seed``).
+        seed: run seed of the rounds' random choices (:func:`round_seed`); None: ``config.seed``,
+            the seed of the engine's streams (batch order, augmentation, mask sampling).
         store, identity: checkpoint folder and the run's identity (data checksums …) for
             the engine; None: no checkpoints and no resume.
         augment: batch augmentation passed to the engine.
@@ -285,6 +290,7 @@ def iterative_pruning(
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
         raise ValueError(f"rounds must be an integer ≥ 0 (pruning rounds after the dense round 0), got {rounds!r}.")
     check_layer_tensors(spec, initial_weights, "initial weights")
+    seed = config.seed if seed is None else seed
     device = train_data.labels.device
     w_i = {name: tensor.detach().cpu().float() for name, tensor in initial_weights.items()}
     masks: Tensors = {layer.name: torch.ones(layer.weight_shape, dtype=torch.int8) for layer in layer_specs(spec)}
