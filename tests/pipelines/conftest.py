@@ -47,6 +47,13 @@ def project(tmp_path: Path, tiny_source, monkeypatch: pytest.MonkeyPatch) -> Pat
     _end_active_runs()
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test that runs a Kedro session (``run_kedro``) is a whole-session test: ``slow``."""
+    for item in items:
+        if "run_kedro" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def _end_active_runs() -> None:
     """MLflow's active run is process-global: never let one test's run leak into the next."""
     # kedro-mlflow reopens its run at every node; in one long-lived process (pytest) that
