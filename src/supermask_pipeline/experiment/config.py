@@ -175,18 +175,25 @@ def _fail(name: str, message: str) -> ParameterError:
 
 
 def _section(name: str, block: Mapping[str, Any], key: str) -> dict[str, Any]:
-    value = block.get(key) or {}
+    value = block.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, Mapping):
         raise _fail(name, f"{name}.{key} must be a mapping, got {value!r}.")
     return dict(value)
 
 
-def _init(name: str, values: dict[str, Any]) -> InitConfig:
-    known = set(InitConfig.__dataclass_fields__)
+def _dataclass(name: str, key: str, cls: type, values: dict[str, Any]):
+    """``cls(**values)``, refusing keys that are not its fields (the message lists the known ones)."""
+    known = set(cls.__dataclass_fields__)
     unknown = sorted(set(values) - known)
     if unknown:
-        raise _fail(name, f"unknown {name}.init key(s) {unknown}; known: {sorted(known)}.")
-    config = InitConfig(**values)
+        raise _fail(name, f"unknown {name}.{key} key(s) {unknown}; known: {sorted(known)}.")
+    return cls(**values)
+
+
+def _init(name: str, values: dict[str, Any]) -> InitConfig:
+    config = _dataclass(name, "init", InitConfig, values)
     for key in ("weight_init", "mask_score_init"):
         try:
             get_initializer(getattr(config, key))
@@ -230,11 +237,7 @@ def _method(name: str, row: Method, values: dict[str, Any]) -> tuple[MethodConfi
 
 
 def _data(name: str, values: dict[str, Any]) -> DataConfig:
-    known = set(DataConfig.__dataclass_fields__)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise _fail(name, f"unknown {name}.data key(s) {unknown}; known: {sorted(known)}.")
-    config = DataConfig(**values)
+    config = _dataclass(name, "data", DataConfig, values)
     if config.normalisation not in NORMALISATIONS:
         raise _fail(name, f"{name}.data.normalisation is {config.normalisation!r}; choose one of {list(NORMALISATIONS)}.")
     try:

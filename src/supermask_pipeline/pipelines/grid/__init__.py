@@ -1,1 +1,1 @@
-"""grid: every (architecture, method, seed) point as a namespace over the method templates."""
+"""grid: every (architecture, method, seed) point as a namespace over the one method template."""
