@@ -2,7 +2,7 @@
 
 Inputs are the frames of :func:`~supermask_pipeline.reporting.runs.load_grid_runs` (fractions);
 the figures show percent. A method keeps its colour and marker in every figure: the methods of
-:data:`~supermask_pipeline.reporting.runs.METHOD_ORDER` have fixed ones, ``lottery.*`` and other
+:func:`~supermask_pipeline.reporting.runs.method_order` (the registry's) have fixed ones, ``lottery.*`` and other
 methods take the next ones in sorted order. The log remaining-weights axis decreasing to the right
 follows Zhou et al. 2019 (Deconstructing Lottery Tickets), as ``plots.plot_accuracy_vs_remaining``.
 """
@@ -19,7 +19,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from supermask_pipeline.reporting.runs import METHOD_ORDER, layer_sort_key, sort_key  # noqa: E402
+from supermask_pipeline.reporting.runs import layer_sort_key, method_order, sort_key  # noqa: E402
 
 _MARKERS = "os^Dv<>pP*Xh"
 _PUBLISHED = " (published)"
@@ -41,11 +41,12 @@ def _ordered(values: pd.Series, name: str) -> list[str]:
 def method_styles(methods: list[str] | pd.Series) -> dict[str, dict[str, str]]:
     """Colour and marker of each method: ``{method: {"color": "C0", "marker": "o"}}``.
 
-    The methods of :data:`METHOD_ORDER` keep fixed styles whatever else is plotted; the other
-    methods (``lottery.*`` …) follow in sorted order.
+    The methods of the registry (:func:`~supermask_pipeline.reporting.runs.method_order`) keep
+    fixed styles whatever else is plotted; the other methods (``lottery.*`` …) follow in sorted order.
     """
-    others = [m for m in _ordered(pd.Series(methods), "method") if m not in METHOD_ORDER]
-    index = {m: i for i, m in enumerate(METHOD_ORDER)} | {m: len(METHOD_ORDER) + i for i, m in enumerate(others)}
+    order = method_order()
+    others = [m for m in _ordered(pd.Series(methods), "method") if m not in order]
+    index = {m: i for i, m in enumerate(order)} | {m: len(order) + i for i, m in enumerate(others)}
     return {m: {"color": f"C{i % 10}", "marker": _MARKERS[i % len(_MARKERS)]} for m, i in index.items()
             if m in set(methods)}
 

@@ -47,10 +47,16 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from supermask_pipeline.experiment.methods import METHODS
+
 #: Architectures in the order of METHODS.md (panels and tables follow it).
 ARCHITECTURE_ORDER = ("fcn", "conv2", "conv4", "conv6", "conv8")
-#: Methods in a fixed order; ``lottery.*`` configurations follow alphabetically, then unknown ones.
-METHOD_ORDER = ("dense", "signed_supermask", "bernoulli", "threshold", "edge_popup", "aslp")
+
+
+def method_order() -> tuple[str, ...]:
+    """The methods of the registry (:data:`~supermask_pipeline.experiment.methods.METHODS`) in its
+    order; ``lottery.*`` configurations follow alphabetically, then unknown ones."""
+    return tuple(name for name, row in METHODS.items() if row.kind != "lottery")
 
 POINT_COLUMNS = (
     "grid_id", "grid_point", "run_id", "architecture", "dataset", "method", "seed",
@@ -93,12 +99,12 @@ class GridRuns:
 
 def sort_key(column: pd.Series) -> pd.Series:
     """Key for ``DataFrame.sort_values(key=...)``: architectures and methods in the order of
-    :data:`ARCHITECTURE_ORDER` / :data:`METHOD_ORDER` (``lottery.*`` next, alphabetically,
+    :data:`ARCHITECTURE_ORDER` / :func:`method_order` (``lottery.*`` next, alphabetically,
     then unknown names alphabetically); every other column sorts as it is."""
     if column.name == "architecture":
         order = ARCHITECTURE_ORDER
     elif column.name == "method":
-        order = METHOD_ORDER
+        order = method_order()
     else:
         return column
     return column.map(

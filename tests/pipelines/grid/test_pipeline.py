@@ -13,7 +13,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from supermask_pipeline.experiment import METHODS, Method
+from supermask_pipeline.experiment import Method
+from supermask_pipeline.experiment.methods import METHODS as METHOD_TABLE
 from supermask_pipeline.masks import MASK_STRATEGIES, MaskStrategy, StraightThrough
 
 from ..conftest import FAST_TRAINING
@@ -230,7 +231,7 @@ class ToyStrategy(MaskStrategy):
 def test_a_method_is_one_class_one_registry_row_and_one_parameter_block(grid_project, run_kedro, monkeypatch):
     project = grid_project
     monkeypatch.setitem(MASK_STRATEGIES, "toy", ToyStrategy)
-    monkeypatch.setitem(METHODS, "toy", Method("toy", description="positive scores kept"))
+    monkeypatch.setitem(METHOD_TABLE, "toy", Method("toy", description="positive scores kept"))
     block = {"toy": {
         "init": {"weight_init": "kaiming_normal", "mask_score_init": "xavier_uniform"},
         "method": {"name": "toy", "activation": "relu"},
