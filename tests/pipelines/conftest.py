@@ -12,6 +12,8 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from supermask_pipeline.runners import GridRunner
+
 REPO = Path(__file__).resolve().parents[2]
 
 FAST_TRAINING = {"epochs": 2, "batch_size": 8, "show_progress": False, "device": "cpu"}
@@ -71,6 +73,7 @@ def run_kedro(project: Path):
 
     def run(pipeline: str, runtime_params: dict | None = None, **kwargs):
         params = {"data_processing": {"num_val": 6}, **(runtime_params or {})}
+        kwargs.setdefault("runner", GridRunner())  # the project CLI's default runner
         bootstrap_project(project)  # as every `kedro run` process does: the registry reads the files anew
         try:
             with KedroSession.create(project_path=project, runtime_params=params) as session:

@@ -6,7 +6,8 @@ server and shows exactly the points of this grid's parameters; MLflow stays the 
 browse the same figures (:func:`~supermask_pipeline.reporting.runs.load_grid_runs` reads
 them back from there, e.g. in the notebook).
 
-A record (:func:`point_record`) holds ``grid_id``, ``grid_point``, ``fingerprint``,
+A record (:func:`point_record`) holds ``grid_id``, ``grid_point``, ``status`` (FINISHED, or
+FAILED with ``error`` for a point that failed), ``fingerprint``,
 ``run_id`` (None without MLflow), ``architecture``, ``dataset``, ``method``, ``seed`` (int),
 the final figures ``test_accuracy``, ``test_loss``, ``remaining_weights`` (fractions, nats),
 ``epochs``, ``wall_time_s`` (s), ``per_layer`` (layer → remaining fraction) and ``curves``
@@ -61,6 +62,7 @@ def point_record(
     return {
         "grid_id": grid_id,
         "grid_point": point["name"],
+        "status": "FINISHED",
         "fingerprint": point["fingerprint"],
         "run_id": run_id,
         **{key: point[key] for key in ("architecture", "dataset", "method", "seed")},
@@ -75,13 +77,20 @@ def point_record(
     }
 
 
+def failed_points(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The names of the points whose record says ``status: FAILED`` (the grid runners write one
+    for a point that failed after its retries)."""
+    return sorted(r["grid_point"] for r in records if r.get("status") == "FAILED")
+
+
 def grid_runs_from_records(grid_id: str, records: Iterable[Mapping[str, Any]]) -> GridRuns:
-    """The points, per-layer figures and curves of ``records`` (one per point).
+    """The points, per-layer figures and curves of ``records`` (one per point); FAILED points'
+    records are left out (see :func:`failed_points`).
 
     Raises:
-        ValueError: no record.
+        ValueError: no record of a finished point.
     """
-    records = list(records)
+    records = [r for r in records if r.get("status") != "FAILED"]
     if not records:
         raise ValueError(f"Grid {grid_id!r} has no point records: nothing to report.")
     points, layers, curves = [], [], []

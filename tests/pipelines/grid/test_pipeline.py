@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from supermask_pipeline.experiment import Method
 from supermask_pipeline.experiment.methods import METHODS as METHOD_TABLE
 from supermask_pipeline.masks import MASK_STRATEGIES, MaskStrategy, StraightThrough
+from supermask_pipeline.runners import GridPointsFailedError
 
 from ..conftest import FAST_TRAINING
 
@@ -143,26 +144,57 @@ def test_a_grid_of_two_datasets_is_refused():
         plan(["fcn"], ["dense"], [-1])
 
 
-def test_a_bad_parameter_of_one_method_stops_the_grid_before_anything_runs(grid_project, run_kedro):
+def test_a_bad_parameter_fails_its_points_alone(grid_project, run_kedro):
     project = grid_project
     broken = {**LOCAL, "threshold": {"training": {**ONE_EPOCH, "optimizer": "adagrad"}}}
     (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(broken))
-    with pytest.raises(Exception, match="threshold.training.optimizer must be one of .*adagrad"):
+    with pytest.raises(GridPointsFailedError, match="2 grid point") as info:
         run_kedro("grid")
-    assert not (project / "data/03_primary").exists() and not (project / "data/04_feature").exists()
+    assert sorted(info.value.failed) == [f"fcn.threshold.seed_{s}" for s in SEEDS]
+    assert all("threshold.training.optimizer must be one of" in e for e in info.value.failed.values())
+    points, _ = _point_runs(project)
+    status = {r.info.run_name: r for r in points}
+    for seed in SEEDS:
+        assert status[f"fcn.dense.seed_{seed}"].info.status == "FINISHED"
+        failed = status[f"fcn.threshold.seed_{seed}"]
+        assert failed.info.status == "FAILED" and "adagrad" in failed.data.tags["error"]
+        record = json.loads((project / f"data/08_reporting/grid/fcn/threshold/seed_{seed}/point_record.json").read_text())
+        assert (record["status"], record["fingerprint"]) == ("FAILED", None) and "adagrad" in record["error"]
+        assert not (project / f"data/04_feature/grid/fcn/threshold/seed_{seed}").exists()  # it wrote nothing
+    summary = pd.read_csv(project / "data/08_reporting/grid/summary.csv")
+    assert list(summary["method"]) == ["dense"] and list(summary["seeds"]) == [2]
+    markdown = (project / "data/08_reporting/grid/summary.md").read_text()
+    assert "Missing (failed) points: fcn.threshold.seed_0, fcn.threshold.seed_1." in markdown
+
+    # Mended, the grid reruns the failed points only (the finished ones are skipped).
+    (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(LOCAL))
+    run_kedro("grid")
+    points, _ = _point_runs(project)
+    counts = pd.Series([r.info.run_name for r in points]).value_counts()
+    assert all(counts[f"fcn.dense.seed_{s}"] == 1 and counts[f"fcn.threshold.seed_{s}"] == 2 for s in SEEDS)
+    summary = pd.read_csv(project / "data/08_reporting/grid/summary.csv")
+    assert sorted(summary["method"]) == ["dense", "threshold"]
 
 
-def test_a_failed_point_is_marked_failed_and_left_out(grid_project, run_kedro):
+def test_a_point_that_fails_while_training_stops_nothing_else(grid_project, run_kedro):
     project = grid_project
-    # A learning rate that makes the dense points diverge: an error while the first point trains.
+    # A learning rate that makes the dense points diverge while they train.
     broken = {**LOCAL, "dense": {"training": {**ONE_EPOCH, "learning_rate": 1.0e30}}}
     (project / "conf" / "local" / "parameters_grid.yml").write_text(yaml.safe_dump(broken))
-    with pytest.raises(Exception, match="non-finite"):
+    with pytest.raises(GridPointsFailedError, match="non-finite"):
         run_kedro("grid")
     points, _ = _point_runs(project)
     status = {r.info.run_name: r.info.status for r in points}
-    assert status and set(status.values()) == {"FAILED"}  # no point got to its record node
-    assert not (project / "data/08_reporting/grid/summary.csv").exists()
+    assert status == {**{f"fcn.dense.seed_{s}": "FAILED" for s in SEEDS},
+                      **{f"fcn.threshold.seed_{s}": "FINISHED" for s in SEEDS}}
+
+
+def test_the_grid_refuses_a_runner_that_does_not_isolate_its_points(grid_project, run_kedro):
+    from kedro.runner import SequentialRunner
+
+    with pytest.raises(ValueError, match="need the project's runner"):
+        run_kedro("grid", runner=SequentialRunner())
+    assert not (grid_project / "data/03_primary").exists()
 
 
 def test_lottery_configurations_are_grid_methods(grid_project, run_kedro):

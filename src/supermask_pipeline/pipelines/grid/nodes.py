@@ -16,7 +16,7 @@ from supermask_pipeline.reporting.comparison import (
     plot_training_curves,
 )
 from supermask_pipeline.reporting.published import published_results
-from supermask_pipeline.reporting.records import grid_runs_from_records, point_record
+from supermask_pipeline.reporting.records import failed_points, grid_runs_from_records, point_record
 from supermask_pipeline.reporting.summary import summarise, summary_markdown
 
 logger = logging.getLogger(__name__)
@@ -59,20 +59,29 @@ def report_grid(grid_id: str, *records: dict[str, Any]) -> tuple[pd.DataFrame, s
     """Summary of the grid from its points' records: mean ± std over seeds per (architecture,
     method), next to the published numbers, and the comparison plots.
 
+    Records of FAILED points (written by the grid runners) are left out of the figures and
+    listed as missing at the end of the Markdown.
+
     Returns:
         (summary table, the same as GitHub Markdown, accuracy against remaining weights,
         remaining weights per layer, validation accuracy curves).
 
     Raises:
-        ValueError: no records.
+        ValueError: no record of a finished point.
     """
     runs = grid_runs_from_records(grid_id, records)
     published = published_results()
     summary = summarise(runs.points, published)
-    logger.info("Grid %s summary:\n%s", grid_id, summary_markdown(summary))
+    markdown = summary_markdown(summary)
+    missing = failed_points(records)
+    if missing:
+        markdown += f"\n\nMissing (failed) points: {', '.join(missing)}.\n"
+        logger.warning("Grid %s: %d point(s) failed and are missing from the summary: %s.", grid_id,
+                       len(missing), missing)
+    logger.info("Grid %s summary:\n%s", grid_id, markdown)
     return (
         summary,
-        summary_markdown(summary),
+        markdown,
         plot_accuracy_vs_remaining(runs.points, published),
         plot_remaining_per_layer(runs.per_layer),
         plot_training_curves(runs.curves, metric="val_accuracy"),
