@@ -276,23 +276,32 @@ class RayRunner(GridRunner):
         if not SESSION:
             raise RuntimeError("RayRunner runs inside a Kedro session of this project (kedro run …).")
         address = settings.ray_address or os.environ.get("RAY_ADDRESS") or None
-        if not ray.is_initialized():
+        started = not ray.is_initialized()
+        if started:
             env_vars = {"KEDRO_DISABLE_TELEMETRY": os.environ.get("KEDRO_DISABLE_TELEMETRY", "true"),
                         "MPLBACKEND": "Agg"}
             if address:
                 ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
             else:  # a local cluster, on this machine only
                 ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env={"env_vars": env_vars})
+        try:
+            return self._submit(ray, points, runs, settings)
+        finally:
+            if started:
+                ray.shutdown()  # ours: a local cluster ends with the run, a remote one is only disconnected
+
+    @staticmethod
+    def _submit(ray: Any, points: Mapping[str, list[Node]], runs: Mapping[str, str], settings: GridSettings) -> dict[str, str]:
+        """One task per point, then wait for all; point namespace → error of the failed ones."""
         cpus = settings.num_cpus or 1
-        task = ray.remote(execute_point_in_session).options(
-            num_cpus=cpus, num_gpus=settings.num_gpus, max_retries=settings.ray_max_retries,
-            retry_exceptions=settings.retries > 0,
-        )
+        task = ray.remote(execute_point_in_session)
+        options = {"num_cpus": cpus, "num_gpus": settings.num_gpus, "max_retries": settings.ray_max_retries,
+                   "retry_exceptions": settings.retries > 0}
         tracking_uri = mlflow.get_tracking_uri()
         refs = {}
         for namespace, nodes in points.items():
             names = [node.name for node in nodes]
-            refs[namespace] = task.options(name=f"grid point {_point_name(namespace)}").remote(
+            refs[namespace] = task.options(name=f"grid point {_point_name(namespace)}", **options).remote(
                 dict(SESSION), namespace, names, runs.get(namespace), tracking_uri, cpus)
         failed = {}
         for namespace, ref in refs.items():
