@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 
 from supermask_pipeline.experiment import assembly
 from supermask_pipeline.experiment.config import RunConfig, run_config
+from supermask_pipeline.export.pyfunc import log_compact_model
+from supermask_pipeline.export.runs import export_run
 from supermask_pipeline.images import ImageSplit
 from supermask_pipeline.pipelines.tracking import live_metric_logger, log_effective_parameters, set_run_tags
 from supermask_pipeline.reporting import plot_accuracy_vs_remaining, plot_remaining_weights, plot_training_curves
@@ -169,6 +172,38 @@ def evaluate_sampled(
         run, initial_weights, trained_mask_scores, trained_weights, masks, test_split, train_split
     )
     return _metrics(values), report
+
+
+def export(
+    trained_weights: Tensors, masks: Tensors, train_split: ImageSplit, test_split: ImageSplit,
+    recipe: Params, defaults: Params, model: Params, dataset: str, seed: int, *, method: str,
+) -> tuple[bytes, bytes, dict, dict]:
+    """The found network as a compact file and ONNX, reloaded and tested
+    (:func:`~supermask_pipeline.export.runs.export_run`).
+
+    Returns:
+        (compact_network bytes, onnx_network bytes, export_metrics for MLflow
+        ``<method>.export.compact_bytes`` …, export_summary for JSON).
+    """
+    result = export_run(_run(method, recipe, defaults, model, dataset, seed), trained_weights, masks,
+                        train_split, test_split)
+    return result.compact, result.onnx, _metrics(result.metrics), result.summary
+
+
+def log_model(compact_network: bytes, test_split: ImageSplit, *, tag: str) -> dict[str, Any]:
+    """Log the compact network as the MLflow model ``model`` of the active run (models from code,
+    no pickle; :func:`~supermask_pipeline.export.pyfunc.log_compact_model`), with the first
+    five test images as its input example; nothing without an active run.
+
+    Returns:
+        ``{"logged": bool, "model_uri", "model_id", "run_id", "name", "method"}`` for JSON.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        return {"logged": False, "method": tag}
+    info = log_compact_model(compact_network, test_split.images[:5], name="model", tags={"method": tag})
+    return {"logged": True, "model_uri": info.model_uri, "model_id": info.model_id, "run_id": run.info.run_id,
+            "runs_uri": f"runs:/{run.info.run_id}/model", "name": "model", "method": tag}
 
 
 def plot(history: pd.DataFrame, remaining_per_layer: pd.DataFrame) -> tuple[Figure, Figure]:

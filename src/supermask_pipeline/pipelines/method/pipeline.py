@@ -10,6 +10,9 @@ it; the row's ``kind`` picks the start and the training node:
   and hands its ticket to the same ``evaluate`` and ``plot``; ``plot_rounds`` adds the
   accuracy-against-remaining plot.
 
+Every kind ends with ``export`` (the found network as a compact file and ONNX, reloaded and
+tested) and ``log_model`` (that file as the run's MLflow model ``model``).
+
 Inside the template the parameters are ``params:recipe`` (the method's block),
 ``params:defaults``, ``params:model``, ``params:dataset``, ``params:seed`` and
 ``params:evaluation_samples``; :func:`create_pipeline` maps them to the method's own.
@@ -64,6 +67,10 @@ def create_template(method: Method, tag: str | None = None) -> Pipeline:
              ["sampled_test_metrics", "sampled_evaluation"], name="evaluate_sampled", tags=["evaluation"]),
         Node(nodes.plot, ["training_history", "remaining_weights_per_layer"],
              ["training_curves_plot", "remaining_weights_plot"], name="plot", tags=["reporting"]),
+        Node(_bind(nodes.export, method=method.name), ["trained_weights", "masks", "train_split", "test_split", *RUN],
+             ["compact_network", "onnx_network", "export_metrics", "export_summary"], name="export", tags=["export"]),
+        Node(_bind(nodes.log_model, tag=tag), ["compact_network", "test_split"], "mlflow_model", name="log_model",
+             tags=["export"]),
     ]
     if method.kind == "lottery":
         steps.append(Node(nodes.plot_lottery, "rounds_table", "accuracy_plot", name="plot_rounds", tags=["reporting"]))
