@@ -231,9 +231,10 @@ def _encode_layer(layer: LayerSpec, weight: torch.Tensor, mask: torch.Tensor | N
         recon = torch.zeros(size, dtype=torch.float32)
         recon[kept] = as16.to(torch.float32)
         candidates.append(("float16", recon.reshape(weight.shape), None, as16.numpy()))
-    recon = torch.zeros(size, dtype=torch.float32)
-    recon[kept] = kept_values
-    candidates.append(("float32", recon.reshape(weight.shape), None, kept_values.numpy()))
+    if not float16:
+        recon = torch.zeros(size, dtype=torch.float32)
+        recon[kept] = kept_values
+        candidates.append(("float32", recon.reshape(weight.shape), None, kept_values.numpy()))
 
     exact = [c for c in candidates if _bits_identical(c[1], weight)]
     equal = [c for c in candidates if torch.equal(c[1], weight)]
