@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pyfunc  # before the warnings filter below: importing it adds filters of its own
 import numpy as np
 import torch
 
@@ -34,18 +35,23 @@ MODEL_CODE = Path(__file__).with_name("model_code.py")
 ARTIFACT = "network"
 
 
-class CompactNetworkModel(mlflow.pyfunc.PythonModel):
-    """A pyfunc model whose network is rebuilt from the compact file artifact ``network``."""
+with warnings.catch_warnings():
+    # MLflow's predict type hints describe lists and pydantic models, not tensors: the logged
+    # tensor signature describes the input instead, so its "add type hints" warning does not apply.
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
-    def load_context(self, context) -> None:  # noqa: D102
-        self.network = read(context.artifacts[ARTIFACT])
-        self.module = self.network.module()
+    class CompactNetworkModel(mlflow.pyfunc.PythonModel):
+        """A pyfunc model whose network is rebuilt from the compact file artifact ``network``."""
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> np.ndarray:
-        """uint8 images (N, H, W, C) → logits float32 (N, classes)."""
-        images = np.asarray(model_input)
-        with torch.no_grad():
-            return self.module(normalise_pixels(images, self.network.input)).numpy()
+        def load_context(self, context) -> None:  # noqa: D102
+            self.network = read(context.artifacts[ARTIFACT])
+            self.module = self.network.module()
+
+        def predict(self, context, model_input, params=None):
+            """uint8 images (N, H, W, C) → logits float32 (N, classes)."""
+            images = np.asarray(model_input)
+            with torch.no_grad():
+                return self.module(normalise_pixels(images, self.network.input)).numpy()
 
 
 def _requirements() -> list[str]:
@@ -77,9 +83,7 @@ def log_compact_model(compact: bytes, input_example: np.ndarray, name: str = "mo
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "network.smnet"
         path.write_bytes(compact)
-        with warnings.catch_warnings():  # the input is a tensor: MLflow's type-hint validation does not apply
-            warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
-            return mlflow.pyfunc.log_model(
-                name=name, python_model=str(MODEL_CODE), artifacts={ARTIFACT: str(path)}, signature=signature,
-                input_example=images, pip_requirements=_requirements(), tags=dict(tags or {}),
-            )
+        return mlflow.pyfunc.log_model(
+            name=name, python_model=str(MODEL_CODE), artifacts={ARTIFACT: str(path)}, signature=signature,
+            input_example=images, pip_requirements=_requirements(), tags=dict(tags or {}),
+        )
