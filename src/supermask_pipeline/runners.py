@@ -200,7 +200,14 @@ class GridRunner(SequentialRunner):
         grid = catalog.load("params:grid")
         settings = GridSettings.from_params(grid)
         runs = self._create_point_runs(points, catalog, str(grid.get("id", "grid")))
-        failed = self._run_points(points, catalog, runs, settings)
+        try:
+            failed = self._run_points(points, catalog, runs, settings)
+        except BaseException:  # Ctrl+C, a lost cluster: no point run may stay RUNNING
+            client = mlflow.MlflowClient()
+            for run_id in runs.values():
+                if client.get_run(run_id).info.status == "RUNNING":
+                    client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+            raise
         for namespace, error in failed.items():
             self._record_failure(namespace, error, catalog, runs.get(namespace), str(grid.get("id", "grid")))
         if after.nodes:
@@ -269,13 +276,18 @@ class RayRunner(GridRunner):
     def _run_points(
         self, points: Mapping[str, list[Node]], catalog: Any, runs: Mapping[str, str], settings: GridSettings
     ) -> dict[str, str]:
+        address = settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+        if address is None or address.split(":")[0] in ("127.0.0.1", "localhost"):
+            # One machine: Ray's own switch for single-machine clusters makes it bind to and
+            # connect over the loopback address (it otherwise resolves 127.0.0.1 to the host's
+            # address, and its GCS listens on every interface). Read when ray is first imported.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray
         except ImportError as err:
             raise ImportError('RayRunner needs Ray: pip install -e ".[distributed]"') from err
         if not SESSION:
             raise RuntimeError("RayRunner runs inside a Kedro session of this project (kedro run …).")
-        address = settings.ray_address or os.environ.get("RAY_ADDRESS") or None
         started = not ray.is_initialized()
         if started:
             env_vars = {"KEDRO_DISABLE_TELEMETRY": os.environ.get("KEDRO_DISABLE_TELEMETRY", "true"),
