@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.pyfunc  # before the warnings filter below: importing it adds filters of its own
 import numpy as np
 import torch
 
@@ -35,23 +33,19 @@ MODEL_CODE = Path(__file__).with_name("model_code.py")
 ARTIFACT = "network"
 
 
-with warnings.catch_warnings():
-    # MLflow's predict type hints describe lists and pydantic models, not tensors: the logged
-    # tensor signature describes the input instead, so its "add type hints" warning does not apply.
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+class CompactNetworkModel(mlflow.pyfunc.PythonModel):
+    """A pyfunc model whose network is rebuilt from the compact file artifact ``network``."""
 
-    class CompactNetworkModel(mlflow.pyfunc.PythonModel):
-        """A pyfunc model whose network is rebuilt from the compact file artifact ``network``."""
+    def load_context(self, context) -> None:  # noqa: D102
+        self.network = read(context.artifacts[ARTIFACT])
+        self.module = self.network.module()
 
-        def load_context(self, context) -> None:  # noqa: D102
-            self.network = read(context.artifacts[ARTIFACT])
-            self.module = self.network.module()
-
-        def predict(self, context, model_input, params=None):
-            """uint8 images (N, H, W, C) → logits float32 (N, classes)."""
-            images = np.asarray(model_input)
-            with torch.no_grad():
-                return self.module(normalise_pixels(images, self.network.input)).numpy()
+    def predict(self, context, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+        """uint8 images (N, H, W, C) → logits float32 (N, classes). (A numpy type hint: MLflow
+        infers no schema from it; the logged tensor signature describes the input.)"""
+        images = np.asarray(model_input)
+        with torch.no_grad():
+            return self.module(normalise_pixels(images, self.network.input)).numpy()
 
 
 def _requirements() -> list[str]:
