@@ -197,6 +197,14 @@ def test_regenerated_weights_that_differ_are_refused(compact):
         export.decode(_rewritten(compact, other_seed))
 
 
+def test_an_unknown_initialiser_is_refused(compact):
+    def unknown(header):
+        header["initial"]["initializer"] = "orthogonal"
+
+    with pytest.raises(export.CorruptPayloadError, match="cannot regenerate the weights.*Unknown initialiser 'orthogonal'"):
+        export.decode(_rewritten(compact, unknown))
+
+
 def test_a_header_that_misstates_the_payload_is_refused(compact):
     def more_kept(header):
         header["layers"][0]["positions"]["bytes"] += 1

@@ -396,13 +396,16 @@ def decode(data: bytes, source: str = "the file") -> CompactNetwork:
     """
     header, payload = container.unpack(data, source)
     spec, entries = _check_header(header, source)
-    initial = None
-    if "initial" in header:
-        values = dict(header["initial"])
-        values.pop("sha256", None)
-        initial = InitialWeights(**values)
-    bases = initial.base_weights(spec) if initial is not None and any(
-        e["values"]["mode"] == "initial" for e in entries) else {}
+    initial, bases = None, {}
+    try:
+        if "initial" in header:
+            values = dict(header["initial"])
+            values.pop("sha256", None)
+            initial = InitialWeights(**values)
+        if initial is not None and any(e["values"]["mode"] == "initial" for e in entries):
+            bases = initial.base_weights(spec)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorruptPayloadError(f"{source}: the header's 'initial' cannot regenerate the weights ({err}).") from None
     weights, masks, at = {}, {}, 0
 
     def take(count: int) -> bytes:
