@@ -153,35 +153,52 @@ def execute_point(nodes: list[Node], catalog: Any, run_id: str | None, num_threa
         torch.set_num_threads(threads)
 
 
+#: A worker's Kedro context, catalog and grid nodes per driver session: Ray reuses worker
+#: processes, so a worker opens the session once and runs its later points in it.
+_WORKER_SESSIONS: dict[str, tuple[Any, dict[str, Node]]] = {}
+
+
+def _worker_session(session: Mapping[str, Any]) -> tuple[Any, dict[str, Node]]:
+    """(catalog, grid node name → node) of the driver's session, opened once in this process."""
+    import json
+
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    key = json.dumps(dict(session), sort_keys=True, default=str)  # includes the driver's Kedro run id
+    if key not in _WORKER_SESSIONS:
+        project_path = Path(session["project_path"])
+        os.chdir(project_path)
+        bootstrap_project(project_path)
+        with KedroSession.create(project_path=project_path, env=session.get("env"),
+                                 runtime_params=session.get("runtime_params")) as kedro_session:
+            context = kedro_session.load_context()
+            nodes = {node.name: node for node in pipelines["grid"].nodes}  # before the catalog: see hooks
+            _WORKER_SESSIONS.clear()
+            _WORKER_SESSIONS[key] = (context._get_catalog(), nodes)
+    return _WORKER_SESSIONS[key]
+
+
 def execute_point_in_session(
     session: Mapping[str, Any], namespace: str, node_names: list[str], run_id: str | None, tracking_uri: str,
     num_threads: float | None,
 ) -> str:
     """A Ray task: open the driver's Kedro session in this worker (same project, environment and
-    runtime parameters), then :func:`execute_point`. Returns the point's name.
+    runtime parameters; once per worker process), then :func:`execute_point`. Returns the point's name.
 
     Raises:
+        RuntimeError: this worker's grid lacks the point's nodes (it sees another project or conf).
         Exception: whatever the point's nodes raise.
     """
-    from kedro.framework.project import pipelines
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    project_path = Path(session["project_path"])
-    os.chdir(project_path)
-    bootstrap_project(project_path)
-    with KedroSession.create(project_path=project_path, env=session.get("env"),
-                             runtime_params=session.get("runtime_params")) as kedro_session:
-        context = kedro_session.load_context()
-        wanted = set(node_names)
-        nodes = [node for node in pipelines["grid"].nodes if node.name in wanted]
-        missing = wanted - {node.name for node in nodes}
-        if missing:
-            raise RuntimeError(f"Grid point {namespace}: this worker's grid has no nodes {sorted(missing)}; "
-                               "it must see the driver's project, conf and parameters.")
-        catalog = context._get_catalog()
-        mlflow.set_tracking_uri(tracking_uri)
-        execute_point(nodes, catalog, run_id, num_threads)
+    catalog, grid_nodes = _worker_session(session)
+    missing = sorted(set(node_names) - set(grid_nodes))
+    if missing:
+        raise RuntimeError(f"Grid point {namespace}: this worker's grid has no nodes {missing}; "
+                           "it must see the driver's project, conf and parameters.")
+    os.chdir(session["project_path"])
+    mlflow.set_tracking_uri(tracking_uri)
+    execute_point([grid_nodes[name] for name in node_names], catalog, run_id, num_threads)
     return _point_name(namespace)
 
 
@@ -189,6 +206,7 @@ class GridRunner(SequentialRunner):
     """``SequentialRunner`` that runs every grid point on its own (see the module docstring)."""
 
     def _run(self, pipeline: Pipeline, catalog: Any, hook_manager: Any = None, run_id: str | None = None) -> None:
+        self._kedro_run_id = run_id  # a worker opens the driver's session once per run
         before, points, after = split_grid(pipeline)
         if any(node.name.startswith("grid.") for node in pipeline.nodes) and mlflow.active_run() is not None:
             mlflow.set_tag("grid_id", str(catalog.load("params:grid.id")))  # also when every point is skipped
@@ -297,13 +315,16 @@ class RayRunner(GridRunner):
             else:  # a local cluster, on this machine only
                 ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env={"env_vars": env_vars})
         try:
-            return self._submit(ray, points, runs, settings)
+            return self._submit(ray, points, runs, settings, {**SESSION, "run": getattr(self, "_kedro_run_id", None)})
         finally:
             if started:
                 ray.shutdown()  # ours: a local cluster ends with the run, a remote one is only disconnected
 
     @staticmethod
-    def _submit(ray: Any, points: Mapping[str, list[Node]], runs: Mapping[str, str], settings: GridSettings) -> dict[str, str]:
+    def _submit(
+        ray: Any, points: Mapping[str, list[Node]], runs: Mapping[str, str], settings: GridSettings,
+        session: Mapping[str, Any],
+    ) -> dict[str, str]:
         """One task per point, then wait for all; point namespace → error of the failed ones."""
         cpus = settings.num_cpus or 1
         task = ray.remote(execute_point_in_session)
@@ -314,7 +335,7 @@ class RayRunner(GridRunner):
         for namespace, nodes in points.items():
             names = [node.name for node in nodes]
             refs[namespace] = task.options(name=f"grid point {_point_name(namespace)}", **options).remote(
-                dict(SESSION), namespace, names, runs.get(namespace), tracking_uri, cpus)
+                dict(session), namespace, names, runs.get(namespace), tracking_uri, cpus)
         failed = {}
         for namespace, ref in refs.items():
             try:

@@ -308,3 +308,17 @@ def test_mlflow_artifact_dataset_logs_the_final_file(tmp_path, mlflow_run, monke
     assert _digest(data / "summary.json") == before
     assert _digest(artifact_dir / "summary.json") == before
     assert _all_files(data) == sorted(str(p.relative_to(data)) for p in local.values())
+
+
+def test_binary_dataset_round_trips_bytes_and_refuses_other_data(tmp_path):
+    from supermask_pipeline.datasets import AtomicBinaryDataset
+
+    path = tmp_path / "models" / "network.smnet"
+    dataset = AtomicBinaryDataset(filepath=str(path))
+    payload = bytes(range(256)) * 3
+    dataset.save(payload)
+    assert path.read_bytes() == payload and dataset.load() == payload
+    assert [p.name for p in path.parent.iterdir()] == ["network.smnet"]  # no temporary file left
+    with pytest.raises(DatasetError, match="saves bytes, got str"):
+        dataset.save("text")
+    assert path.read_bytes() == payload  # the previous file, unchanged

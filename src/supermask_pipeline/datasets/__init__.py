@@ -16,6 +16,7 @@ from supermask_pipeline.datasets.raw_images import RawImageDataset
 
 if TYPE_CHECKING:
     from supermask_pipeline.datasets.atomic_files import (
+        AtomicBinaryDataset,
         AtomicCSVDataset,
         AtomicJSONDataset,
         AtomicMatplotlibDataset,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from supermask_pipeline.datasets.safetensors_files import SafetensorsDataset
 
 _LAZY = {
+    "AtomicBinaryDataset": "atomic_files",
     "AtomicCSVDataset": "atomic_files",
     "AtomicJSONDataset": "atomic_files",
     "AtomicMatplotlibDataset": "atomic_files",
@@ -34,6 +36,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "AtomicBinaryDataset",
     "AtomicCSVDataset",
     "AtomicJSONDataset",
     "AtomicMatplotlibDataset",

@@ -20,6 +20,7 @@ from kedro.io.core import DatasetError
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
+from kedro_datasets.text import TextDataset
 from matplotlib.figure import Figure
 
 from supermask_pipeline.atomic_write import atomic_path
@@ -145,3 +146,25 @@ class AtomicMatplotlibDataset(AtomicSaveMixin, MatplotlibDataset):
                 f"use one dataset per figure."
             )
         super().save(data)
+
+
+class AtomicBinaryDataset(AtomicSaveMixin, TextDataset):
+    """Bytes as a file (``kedro_datasets.text.TextDataset`` opened in binary mode), saved atomically:
+    the compact network file and the ONNX file of the export.
+
+    Same arguments as ``TextDataset``; ``fs_args`` default to ``open_args_load: {mode: rb}`` and
+    ``open_args_save: {mode: wb}``. See :class:`AtomicSaveMixin` for the save.
+
+    Raises (from ``save``):
+        DatasetError: ``data`` is not bytes, or the save failed (previous file unchanged).
+    """
+
+    def __init__(self, *, filepath: str, fs_args: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        fs_args = {"open_args_load": {"mode": "rb"}, "open_args_save": {"mode": "wb"}, **(fs_args or {})}
+        super().__init__(filepath=filepath, fs_args=fs_args, **kwargs)
+
+    def save(self, data: bytes) -> None:
+        """Write the bytes atomically (see :class:`AtomicSaveMixin`)."""
+        if not isinstance(data, bytes | bytearray):
+            raise DatasetError(f"AtomicBinaryDataset({self._filepath}) saves bytes, got {type(data).__name__}.")
+        super().save(bytes(data))
