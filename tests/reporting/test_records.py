@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from supermask_pipeline.reporting.records import CURVES, grid_runs_from_records, point_record
+from supermask_pipeline.reporting.records import CURVES, failed_points, grid_runs_from_records, point_record
 from supermask_pipeline.reporting.runs import CURVE_COLUMNS, PER_LAYER_COLUMNS, POINT_COLUMNS, GridRuns
 
 LAYERS = {"fc1": 0.25, "fc2": 0.5, "fc3": 0.75}
@@ -51,6 +51,7 @@ def test_a_record_holds_the_point_its_final_figures_layers_and_curves():
     assert record == {
         "grid_id": "tiny",
         "grid_point": "fcn.dense.seed_2",
+        "status": "FINISHED",
         "fingerprint": "fp-fcn.dense.seed_2",
         "run_id": "run-1",
         "architecture": "fcn",
@@ -168,3 +169,16 @@ def test_a_record_reads_the_per_layer_rows_of_the_evaluation_table():
     assert record["per_layer"] == {"fc1": 0.25, "fc2": 0.25}
     assert record["remaining_weights"] == pytest.approx(3 / 12)
     assert json.loads(json.dumps(record)) == record
+
+
+def test_failed_records_are_listed_and_left_out_of_the_figures():
+    good = point_record(own("fcn", "dense", 0), "tiny", "run-1", summary(0.91), history(2))
+    failed = {"grid_id": "tiny", "grid_point": "fcn.dense.seed_1", "status": "FAILED", "fingerprint": None,
+              "run_id": "run-2", "architecture": "fcn", "dataset": "mnist", "method": "dense", "seed": 1,
+              "error": "TrainingDivergedError: …"}
+    assert failed_points([good, failed]) == ["fcn.dense.seed_1"]
+    runs = grid_runs_from_records("tiny", [good, failed])
+    assert list(runs.points["grid_point"]) == ["fcn.dense.seed_0"]
+    with pytest.raises(ValueError, match="no point records"):
+        grid_runs_from_records("tiny", [failed])
+
