@@ -19,6 +19,9 @@ from .conftest import SEED, signed_supermask
 def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # An experiment of this store: MLflow remembers the active experiment id process-wide, and a
+    # test before this one (a Kedro session, the tracking server's) may have set one of another store.
+    mlflow.set_experiment("pyfunc")
     monkeypatch.chdir(tmp_path)
     yield tmp_path
     while mlflow.active_run() is not None:
