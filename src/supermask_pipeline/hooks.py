@@ -54,11 +54,11 @@ class ProjectParameters:
         # The registry has read the session's parameters by now (Kedro loads the pipelines
         # between creating the context and the catalog); a later registry load outside a
         # session (kedro-viz, a notebook) reads the files instead of a stale copy.
-        forget_parameters()
+        plan = forget_parameters()
         params = parameters.get("parameters", {})
         if "grid" not in params:
             return
-        for point in plan_grid(params).points:
+        for point in (plan or plan_grid(params)).points:
             prefix = f"params:{point.parameters}"
             own = point.own_parameters()
             catalog[prefix] = own
@@ -85,11 +85,9 @@ class ProjectParameters:
             )
         params = catalog.load("parameters")
         namespaces = {node.namespace.split(".")[0] for node in pipeline.nodes if node.namespace}
-        shared = (params.get("defaults"), params.get("model", {}), params.get("dataset", "auto"), params.get("seed", 0),
-                  params.get("evaluation_samples", 10))
         for name in sorted(namespaces & set(METHODS)):
-            defaults, model, dataset, seed, samples = shared
-            run_config(name, params.get(name), defaults, model, dataset, seed, samples)
+            run_config(name, params.get(name), params.get("defaults"), params.get("model", {}),
+                       params.get("dataset", "auto"), params.get("seed", 0), params.get("evaluation_samples", 10))
 
 
 PROJECT_HOOKS = (ProjectParameters(),)

@@ -19,7 +19,7 @@ from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 from kedro.utils import find_kedro_project
 
-from supermask_pipeline.experiment.grid import GridPlan, plan_grid, session_parameters
+from supermask_pipeline.experiment.grid import GridPlan, session_parameters, session_plan
 from supermask_pipeline.experiment.methods import METHODS, Method
 from supermask_pipeline.pipelines.data_processing.pipeline import create_pipeline as data_processing
 from supermask_pipeline.pipelines.grid.pipeline import create_pipeline as grid
@@ -72,7 +72,7 @@ def grid_pipeline() -> Pipeline:
     if parameters is None or "grid" not in parameters:
         logger.warning("No Kedro project with a grid block (parameters_grid.yml) around %s: the grid pipeline is empty.", Path.cwd())
         return Pipeline([])
-    plan = plan_grid(parameters)
+    plan = session_plan(parameters)
     skip = set() if plan.force or root is None else finished_points(plan, root)
     if skip:
         logger.info("Grid %s: skipping %d finished point(s): %s.", plan.grid_id, len(skip), sorted(skip))

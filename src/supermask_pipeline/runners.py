@@ -90,16 +90,16 @@ class GridSettings:
         resources = grid.get("resources") or {}
         ray_block = grid.get("ray") or {}
 
-        def number(value: Any, name: str, integer: bool = False) -> Any:
+        def number(value: Any, name: str, integer: bool = False, optional: bool = False) -> Any:
             kind = int if integer else (int, float)
-            if value is None and name == "grid.resources.num_cpus":
+            if value is None and optional:
                 return None
             if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
                 raise ValueError(f"{name} must be a {'whole ' if integer else ''}number ≥ 0, got {value!r}.")
             return value
 
         return cls(
-            num_cpus=number(resources.get("num_cpus"), "grid.resources.num_cpus"),
+            num_cpus=number(resources.get("num_cpus"), "grid.resources.num_cpus", optional=True),
             num_gpus=float(number(resources.get("num_gpus", 0), "grid.resources.num_gpus")),
             retries=number(grid.get("retries", 0), "grid.retries", integer=True),
             ray_address=ray_block.get("address"),
@@ -129,27 +129,32 @@ def execute_point(nodes: list[Node], catalog: Any, run_id: str | None, num_threa
     """Run one point's nodes in dependency order inside its MLflow run (``run_id``; resumed,
     nested under the active run if there is one), loading and saving through ``catalog``.
 
-    The run ends FINISHED when every node ran; an exception ends it FAILED and propagates.
+    Args:
+        nodes: the point's nodes (any order).
+        catalog: the session's catalog (the point's datasets and parameters).
+        run_id: the point's MLflow run, or None without tracking.
+        num_threads: torch threads while the point runs (None: unchanged); restored after.
+
+    Raises:
+        Exception: whatever a node raises; the run then ends FAILED.
     """
     import torch
 
     threads = torch.get_num_threads()
     if num_threads:
         torch.set_num_threads(max(1, int(num_threads)))
+    if run_id is not None:
+        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
+    status = RunStatus.FAILED
     try:
-        context = mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None) if run_id else None
-        try:
-            for node in Pipeline(nodes).nodes:
-                outputs = node.run({name: catalog.load(name) for name in node.inputs})
-                for name, data in outputs.items():
-                    catalog.save(name, data)
-        except BaseException:
-            if context is not None:
-                mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
-            raise
-        if context is not None:
-            mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        for node in Pipeline(nodes).nodes:
+            outputs = node.run({name: catalog.load(name) for name in node.inputs})
+            for name, data in outputs.items():
+                catalog.save(name, data)
+        status = RunStatus.FINISHED
     finally:
+        if run_id is not None:
+            mlflow.end_run(RunStatus.to_string(status))
         torch.set_num_threads(threads)
 
 
@@ -203,10 +208,19 @@ def execute_point_in_session(
 
 
 class GridRunner(SequentialRunner):
-    """``SequentialRunner`` that runs every grid point on its own (see the module docstring)."""
+    """``SequentialRunner`` that runs every grid point on its own (see the module docstring).
+
+    Raises (from ``run``):
+        GridPointsFailedError: points failed after their retries (every other point finished,
+            the report ran).
+        ValueError: a bad ``grid.resources`` / ``retries`` / ``ray`` value.
+    """
+
+    #: Kedro's id of the run in progress: a Ray worker opens the driver's session once per run.
+    _kedro_run_id: str | None = None
 
     def _run(self, pipeline: Pipeline, catalog: Any, hook_manager: Any = None, run_id: str | None = None) -> None:
-        self._kedro_run_id = run_id  # a worker opens the driver's session once per run
+        self._kedro_run_id = run_id
         before, points, after = split_grid(pipeline)
         if any(node.name.startswith("grid.") for node in pipeline.nodes) and mlflow.active_run() is not None:
             mlflow.set_tag("grid_id", str(catalog.load("params:grid.id")))  # also when every point is skipped
@@ -315,7 +329,7 @@ class RayRunner(GridRunner):
             else:  # a local cluster, on this machine only
                 ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env={"env_vars": env_vars})
         try:
-            return self._submit(ray, points, runs, settings, {**SESSION, "run": getattr(self, "_kedro_run_id", None)})
+            return self._submit(ray, points, runs, settings, {**SESSION, "run": self._kedro_run_id})
         finally:
             if started:
                 ray.shutdown()  # ours: a local cluster ends with the run, a remote one is only disconnected

@@ -20,6 +20,7 @@ from supermask_pipeline.experiment.grid import (
     forget_parameters,
     remember_parameters,
     session_parameters,
+    session_plan,
 )
 from supermask_pipeline.models.architectures import resolve_dataset
 
@@ -274,7 +275,7 @@ def test_point_fingerprint_hashes_point_recipe_and_shared_blocks():
 def test_session_parameters_hold_the_last_remembered_parameters():
     from supermask_pipeline.experiment import grid as module
 
-    saved = list(module._SESSION_PARAMETERS)
+    saved = dict(module._SESSION)
     try:
         remember_parameters({"seed": 1})
         remember_parameters({"seed": 2})
@@ -282,4 +283,23 @@ def test_session_parameters_hold_the_last_remembered_parameters():
         forget_parameters()
         assert session_parameters() is None
     finally:
-        module._SESSION_PARAMETERS[:] = saved
+        module._SESSION.clear()
+        module._SESSION.update(saved)
+
+
+def test_the_sessions_plan_is_handed_to_the_catalog_hook_once(params):
+    from supermask_pipeline.experiment import grid as module
+
+    saved = dict(module._SESSION)
+    try:
+        remember_parameters(params)
+        plan = session_plan(params)
+        assert plan == plan_grid(params)
+        assert forget_parameters() is plan  # planned once: the hook takes the registry's plan
+        assert forget_parameters() is None and session_parameters() is None
+        session_plan(copy.deepcopy(params))  # parameters of no session: nothing is kept
+        assert forget_parameters() is None
+    finally:
+        module._SESSION.clear()
+        module._SESSION.update(saved)
+

@@ -181,20 +181,37 @@ def plan_grid(parameters: Mapping[str, Any]) -> GridPlan:
     return GridPlan(str(grid.get("id", "grid")), bool(grid.get("force", False)), tuple(points))
 
 
-_SESSION_PARAMETERS: list[Mapping[str, Any]] = []
+_SESSION: dict[str, Any] = {}
 
 
 def remember_parameters(parameters: Mapping[str, Any]) -> None:
     """Hold the merged parameters of the session being created (the hook calls this once per
     ``kedro run``), for :func:`session_parameters`."""
-    _SESSION_PARAMETERS[:] = [parameters]
-
-
-def forget_parameters() -> None:
-    """Drop the held parameters (the session's catalog exists: the registry has read them)."""
-    _SESSION_PARAMETERS.clear()
+    _SESSION.clear()
+    _SESSION["parameters"] = parameters
 
 
 def session_parameters() -> Mapping[str, Any] | None:
     """The merged parameters of the current session (conf/base, conf/local, ``--params``), or None."""
-    return _SESSION_PARAMETERS[0] if _SESSION_PARAMETERS else None
+    return _SESSION.get("parameters")
+
+
+def session_plan(parameters: Mapping[str, Any]) -> GridPlan:
+    """:func:`plan_grid` of the session's parameters, kept for the catalog hook, so that a run
+    plans its grid (and computes its fingerprints) once.
+
+    Raises:
+        ValueError: see :func:`plan_grid`.
+    """
+    plan = plan_grid(parameters)
+    if parameters is _SESSION.get("parameters"):
+        _SESSION["plan"] = plan
+    return plan
+
+
+def forget_parameters() -> GridPlan | None:
+    """Drop the held parameters (the session's catalog exists: the registry has read them);
+    returns the grid the registry planned from them, if it did."""
+    plan = _SESSION.get("plan")
+    _SESSION.clear()
+    return plan

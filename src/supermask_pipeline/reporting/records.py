@@ -35,6 +35,16 @@ CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "remaining
 FINAL = ("test_accuracy", "test_loss", "remaining_weights", "epochs", "wall_time_s")
 
 
+def ticket_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The epochs of the network a run ends with: all of ``history``, or for a lottery history
+    (columns ``configuration`` and ``round``) the last round of its first configuration, the
+    ticket the template evaluates."""
+    if "round" not in history.columns or history.empty:
+        return history
+    first = history[history["configuration"] == history["configuration"].iloc[0]]
+    return first[first["round"] == first["round"].max()]
+
+
 def point_record(
     point: Mapping[str, Any], grid_id: str, run_id: str | None, summary: Mapping[str, Any], history: pd.DataFrame
 ) -> dict[str, Any]:
@@ -55,10 +65,7 @@ def point_record(
     """
     if history.empty:
         raise ValueError(f"grid point {point['name']}: the training history is empty; nothing to record.")
-    last = history
-    if "round" in history.columns:
-        last = history[(history["configuration"] == history["configuration"].iloc[0])
-                       & (history["round"] == history["round"].max())]
+    last = ticket_history(history)
     return {
         "grid_id": grid_id,
         "grid_point": point["name"],

@@ -18,6 +18,7 @@ from supermask_pipeline.export.runs import export_run
 from supermask_pipeline.images import ImageSplit
 from supermask_pipeline.pipelines.tracking import live_metric_logger, log_effective_parameters, set_run_tags
 from supermask_pipeline.reporting import plot_accuracy_vs_remaining, plot_remaining_weights, plot_training_curves
+from supermask_pipeline.reporting.records import ticket_history
 from supermask_pipeline.training import CheckpointStore
 from supermask_pipeline.training.iterative_pruning import RoundResult
 
@@ -208,10 +209,7 @@ def log_model(compact_network: bytes, test_split: ImageSplit, *, tag: str) -> di
 
 def plot(history: pd.DataFrame, remaining_per_layer: pd.DataFrame) -> tuple[Figure, Figure]:
     """Training curves (the last round's for a lottery ticket) and remaining weights per layer."""
-    if "round" in history.columns:
-        history = history[(history["configuration"] == history["configuration"].iloc[0])
-                          & (history["round"] == history["round"].max())]
-    return plot_training_curves(history), plot_remaining_weights(remaining_per_layer)
+    return plot_training_curves(ticket_history(history)), plot_remaining_weights(remaining_per_layer)
 
 
 def plot_lottery(table: pd.DataFrame) -> Figure:
