@@ -1,8 +1,10 @@
 """Raw image sources, train/val/test splitting and tensor loading (no Kedro imports).
 
 - :mod:`.sources`: a source's verified train and test sets (:func:`load_raw_images`).
-- :mod:`.specs`: the known sources (:data:`RAW_SOURCES`): official files, mirrors, checksums.
-- :mod:`.idx`, :mod:`.cifar`: the file formats (MNIST idx, CIFAR-10 python batches).
+- :mod:`.specs`: the known sources (:data:`RAW_SOURCES`), parsed from dataset entries
+  (:func:`dataset_from_config`; the published ones in :mod:`.published`, a project's own from
+  ``conf/<env>/datasets.yml`` by :func:`configure_datasets`).
+- :mod:`.formats`, :mod:`.idx`, :mod:`.cifar`: the file formats (idx, CIFAR python batches, npz, HDF5).
 - :mod:`.download`, :mod:`.archive`: local lookup, checksums, download; archive extraction.
 - :mod:`.errors`: what loading raises (:class:`RawDataError` and its subclasses).
 - :mod:`.splitting`: Zhou et al. (2019) validation split (:func:`split_dataset`).
@@ -19,8 +21,22 @@ from supermask_pipeline.images.errors import (
     RawDataNotFoundError,
 )
 from supermask_pipeline.images.idx import encode_idx, parse_idx
-from supermask_pipeline.images.sources import RawImageData, load_raw_images, missing_raw_files
-from supermask_pipeline.images.specs import RAW_SOURCES, RawArchiveSpec, RawFileSpec, RawSourceSpec
+from supermask_pipeline.images.sources import (
+    CHECKSUMS_FILE,
+    RawImageData,
+    check_raw_available,
+    load_raw_images,
+    missing_raw_files,
+)
+from supermask_pipeline.images.specs import (
+    RAW_SOURCES,
+    DatasetConfigError,
+    RawArchiveSpec,
+    RawFileSpec,
+    RawSourceSpec,
+    configure_datasets,
+    dataset_from_config,
+)
 from supermask_pipeline.images.splitting import SPLIT_NAMES, ImageSplit, split_dataset
 from supermask_pipeline.images.normalisation import (
     NORMALISATIONS,
@@ -31,6 +47,8 @@ from supermask_pipeline.images.normalisation import (
 
 __all__ = [
     "AUGMENTATIONS",
+    "CHECKSUMS_FILE",
+    "DatasetConfigError",
     "NORMALISATIONS",
     "RAW_SOURCES",
     "SPLIT_NAMES",
@@ -44,6 +62,9 @@ __all__ = [
     "RawImageData",
     "RawSourceSpec",
     "channel_statistics",
+    "check_raw_available",
+    "configure_datasets",
+    "dataset_from_config",
     "encode_idx",
     "get_augmentation",
     "load_raw_images",

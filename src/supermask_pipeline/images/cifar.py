@@ -70,6 +70,7 @@ def parse_cifar_batch(
     image_shape: tuple[int, int, int] = (32, 32, 3),
     num_classes: int = 10,
     num_images: int | None = None,
+    label_key: str = "labels",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Parse one CIFAR-10 python batch file into NHWC images and labels, without running pickle code.
 
@@ -87,6 +88,8 @@ def parse_cifar_batch(
         num_classes: labels must lie in [0, num_classes).
         num_images: number of rows the file must hold (10,000 for the official batches),
             or None to accept any.
+        label_key: key of the labels: ``"labels"`` (CIFAR-10), ``"fine_labels"`` or
+            ``"coarse_labels"`` (CIFAR-100, whose files ``train`` and ``test`` have the same layout).
 
     Returns:
         ``(images, labels)``: uint8 (N, H, W, C) C-contiguous and int64 (N,).
@@ -111,10 +114,11 @@ def parse_cifar_batch(
         raise RawDataCorruptError(
             f"{name}: {len(data) - stream.tell()} bytes follow the end of the pickled batch."
         )
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+    key = label_key.encode()
+    if not isinstance(batch, dict) or b"data" not in batch or key not in batch:
         found = sorted(map(repr, batch)) if isinstance(batch, dict) else type(batch).__name__
         raise RawDataCorruptError(
-            f"{name}: expected a dict with keys b'data' and b'labels' (CIFAR-10 python "
+            f"{name}: expected a dict with keys b'data' and {key!r} (CIFAR python "
             f"batch), found {found}."
         )
     height, width, channels = image_shape
@@ -133,10 +137,10 @@ def parse_cifar_batch(
         )
     if num_images is not None and rows.shape[0] != num_images:
         raise RawDataCorruptError(f"{name}: expected {num_images} images, found {rows.shape[0]}.")
-    labels = batch[b"labels"]
+    labels = batch[key]
     labels = np.asarray(labels) if isinstance(labels, (list, np.ndarray)) else None
     if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise RawDataCorruptError(f"{name}: b'labels' must be a list of integers.")
+        raise RawDataCorruptError(f"{name}: {key!r} must be a list of integers.")
     if labels.shape[0] != rows.shape[0]:
         raise RawDataCorruptError(
             f"{name}: expected {rows.shape[0]} labels (one per image), found {labels.shape[0]}."

@@ -58,26 +58,71 @@ def find_raw_file(folder: Path, file: RawFileSpec) -> Path | None:
     return None
 
 
-def read_verified(path: Path, file: RawFileSpec, shown: str | None = None) -> tuple[bytearray, str]:
+#: ``diagnose(content) -> (well_formed, description)``: whether a file whose checksum differs
+#: still parses as a file of its dataset's format (:func:`~supermask_pipeline.images.formats.describe_content`).
+Diagnose = Callable[[bytes | bytearray], tuple[bool, str]]
+
+ANOTHER_DATASET_FIX = (
+    "It is most likely another dataset in the same format, not a damaged copy: add it as its own "
+    "dataset entry (conf/local/datasets.yml or conf/base/datasets.yml, see README \"Your own dataset\"), "
+    "point that dataset's raw folder at it and select it with --params=dataset=<name>."
+)
+DAMAGED_FIX = (
+    "It is most likely a damaged copy (truncated or interrupted download or copy): replace it with a "
+    "good copy, or move it out of the folder and load again to re-download it."
+)
+
+
+def _mismatch_message(shown: str, file: RawFileSpec, what: str, diagnosis: tuple[bool, str] | None,
+                      basis: str = "published") -> str:
+    """The checksum message, by evidence: a file that parses and fits is another dataset."""
+    if diagnosis is None:
+        fix = ("Replace it with a good copy, or move it out of the folder and load again to re-download it; "
+               "if it is another dataset in the same format, add it as its own dataset entry "
+               "(README \"Your own dataset\").")
+    elif diagnosis[0]:
+        fix = f"The file is {diagnosis[1]}. {ANOTHER_DATASET_FIX}"
+    else:
+        fix = f"The file does not parse as {file.name}: {diagnosis[1]} {DAMAGED_FIX}"
+    return (f"Raw file {shown} does not have the {basis} content of {file.name}: {what}. {fix} "
+            f"The file was left as it is.")
+
+
+def read_verified(
+    path: Path,
+    file: RawFileSpec,
+    shown: str | None = None,
+    *,
+    recorded: str | None = None,
+    diagnose: Diagnose | None = None,
+) -> tuple[bytearray, str]:
     """Read (and gunzip if ``.gz``) ``path``, hashing the decompressed bytes as they stream.
+
+    What the content is checked against, first that applies: the published sha256 of the
+    decompressed bytes, their published md5, the published md5 of the file as served
+    (``download_md5``, when ``path`` is that download), the sha256 ``recorded`` on first use
+    (``checksums.json``); with none of these the content is returned unchecked (the caller
+    records it: trust on first use).
 
     Args:
         path: the local copy of ``file``, compressed (``.gz``) or not.
         file: the official file whose published checksum the content must have.
         shown: what to call the file in messages instead of ``path`` (e.g. an archive member).
+        recorded: sha256 recorded for the file on first use, or None.
+        diagnose: tells a well-formed file of the format from a damaged one, for the message.
 
     Returns:
         ``(content, sha256)``: the decompressed bytes and the sha256 hex digest of them.
 
     Raises:
-        RawDataCorruptError: the file cannot be read or decompressed (truncated gzip).
-        RawDataChecksumError: the sha256 (or, where the spec publishes none, the md5) of
-            the decompressed bytes differs from the spec's.
+        RawDataCorruptError: the file cannot be read or decompressed (truncated gzip): a damaged copy.
+        RawDataChecksumError: the checksum differs; the message says, from whether the content
+            parses and fits the dataset, whether it is most likely another dataset or a damaged copy.
     """
     shown = shown or str(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     digest = hashlib.sha256()
-    md5 = None if file.sha256 else hashlib.md5(usedforsecurity=False)
+    md5 = None if file.sha256 or not file.md5 else hashlib.md5(usedforsecurity=False)
     content = bytearray()
     try:
         with opener(path, "rb") as stream:
@@ -87,22 +132,32 @@ def read_verified(path: Path, file: RawFileSpec, shown: str | None = None) -> tu
                     md5.update(chunk)
                 content += chunk
     except (EOFError, OSError, zlib.error) as exc:
-        kind = "decompressed (truncated or corrupt gzip?)" if opener is gzip.open else "read"
+        kind = "decompressed (truncated or corrupt gzip)" if opener is gzip.open else "read"
         raise RawDataCorruptError(
-            f"Raw file {shown} could not be {kind}: {type(exc).__name__}: {exc}. "
-            f"Delete it and load again to re-download it, or replace it with a good copy."
+            f"Raw file {shown} could not be {kind}: {type(exc).__name__}: {exc}. {DAMAGED_FIX} "
+            f"The file was left as it is."
         ) from exc
     found = digest.hexdigest()
-    algorithm, expected, seen = ("sha256", file.sha256, found) if md5 is None else (
-        "md5", file.md5, md5.hexdigest()
-    )
+    size = f"{len(content)} bytes" + (f", expected {file.num_bytes}" if file.num_bytes else "")
+    if file.sha256 or file.md5:
+        algorithm, expected, seen = ("sha256", file.sha256, found) if md5 is None else (
+            "md5", file.md5, md5.hexdigest())
+        what = f"{algorithm} of its decompressed bytes is {seen} ({size}), the published one {expected}"
+    elif file.download_md5 and path.name == file.download_name:
+        with open(path, "rb") as stream:
+            seen = hashlib.file_digest(stream, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+        expected = file.download_md5
+        what = f"md5 of the file as served is {seen}, the published one {expected} ({len(content)} bytes decompressed)"
+    elif recorded:
+        seen, expected = found, recorded
+        what = (f"sha256 of its decompressed bytes is {seen} ({size}), the one recorded on first use "
+                f"(checksums.json) {expected}")
+    else:
+        return content, found
     if seen != expected:
-        raise RawDataChecksumError(
-            f"Raw file {shown} does not have the published content of {file.name}: "
-            f"{algorithm} of its decompressed bytes is {seen} ({len(content)} bytes), "
-            f"expected {expected} ({file.num_bytes} bytes). "
-            f"Delete it and load again to re-download it, or replace it with a good copy."
-        )
+        diagnosis = diagnose(content) if diagnose is not None else None
+        basis = "published" if file.published else "recorded"
+        raise RawDataChecksumError(_mismatch_message(shown, file, what, diagnosis, basis))
     return content, found
 
 
@@ -111,8 +166,11 @@ def verify_archive(path: Path, archive: RawArchiveSpec) -> None:
 
     Raises:
         RawDataCorruptError: ``path`` cannot be read.
-        RawDataChecksumError: its md5 differs from ``archive.md5``.
+        RawDataChecksumError: its md5 differs from ``archive.md5`` (nothing is checked where
+            the entry publishes none: its files are then verified one by one).
     """
+    if not archive.md5:
+        return
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
     try:
@@ -128,8 +186,7 @@ def verify_archive(path: Path, archive: RawArchiveSpec) -> None:
         raise RawDataChecksumError(
             f"Raw archive {path} does not have the published content of {archive.name}: "
             f"md5 of its bytes is {digest.hexdigest()} ({size} bytes), expected {archive.md5} "
-            f"({archive.num_bytes} bytes). "
-            f"Delete it and load again to re-download it, or replace it with a good copy."
+            f"({archive.num_bytes or '?'} bytes). {DAMAGED_FIX} The file was left as it is."
         )
 
 

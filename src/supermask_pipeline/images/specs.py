@@ -1,11 +1,16 @@
-"""The known raw image sources: official files, mirrors, published checksums and parsers.
+"""The known raw image sources: datasets as configuration entries, parsed into specs.
 
 A source is one row of :data:`RAW_SOURCES`, a :class:`RawSourceSpec` naming the
 official files (:class:`RawFileSpec`), the mirrors they are downloaded from, their
-published checksums and the function that turns their bytes into arrays. MNIST comes
-as four gzipped idx files (parsed by :func:`~supermask_pipeline.images.idx.parse_idx`);
-CIFAR-10 as one archive (:class:`RawArchiveSpec`, ``cifar-10-python.tar.gz``) of python
-batches (parsed by :func:`~supermask_pipeline.images.cifar.parse_cifar_batch`).
+checksums and the function that turns their bytes into arrays. Every row is parsed from
+a configuration entry (:func:`dataset_from_config`): the published ones (MNIST, KMNIST,
+CIFAR-10, CIFAR-100) from :data:`~supermask_pipeline.images.published.PUBLISHED_DATASETS`,
+a project's own from ``conf/<env>/datasets.yml`` (:func:`configure_datasets`, called by
+the project's config loader). Formats: :mod:`~supermask_pipeline.images.formats`.
+
+A file without a published checksum is trusted on first use: its sha256 is recorded in
+``<root>/checksums.json`` and verified from then on
+(:func:`~supermask_pipeline.images.sources.load_raw_images`).
 
 Checksums of the files are always taken over the DECOMPRESSED bytes, so a file
 re-compressed with another gzip (as in ``../shared/datasets/mnist``) is accepted,
@@ -15,20 +20,24 @@ published md5), and the files extracted from it are checked again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from supermask_pipeline.images.cifar import parse_cifar_batch
-from supermask_pipeline.images.errors import RawDataCorruptError
-from supermask_pipeline.images.idx import parse_idx
+from supermask_pipeline.images.formats import ARRAY_KEYS, FORMATS
+from supermask_pipeline.images.published import PUBLISHED_DATASETS
 
 __all__ = [
     "RAW_SOURCES",
+    "DatasetConfigError",
     "RawArchiveSpec",
     "RawFileSpec",
     "RawSourceSpec",
+    "configure_datasets",
+    "dataset_from_config",
 ]
 
 
@@ -45,32 +54,32 @@ class RawFileSpec:
             ``""`` where none is published (CIFAR-10), and then ``md5`` is verified.
         md5: md5 hex digest of the decompressed bytes: recorded, for cross-checks
             with other tools' listings, where a sha256 is given; verified otherwise.
-        num_bytes: size of the decompressed file in bytes (reported in errors).
+            Where neither (nor ``download_md5``) is given, the file is trusted on first
+            use (its sha256 recorded in ``checksums.json`` beside it).
+        num_bytes: size of the decompressed file in bytes (reported in errors), or None.
         download_name: file name on the mirrors, e.g. ``"train-images-idx3-ubyte.gz"``;
             ``""`` for a file that is only distributed inside the source's archive.
         download_md5: md5 of ``download_name`` as served by the mirrors (the value
-            torchvision's download checks); not used to accept a local file,
-            because a re-compressed file has other bytes and the same content.
+            torchvision's download checks); used to accept a local file only where it
+            is the only published checksum (KMNIST) and the file is that download.
         num_images: number of images (rows) the file holds, checked by parse functions
             that cannot read it from a header (CIFAR-10: 10,000 per batch); None if
             the format itself states it (idx).
-
-    Raises:
-        ValueError: (on construction) neither ``sha256`` nor ``md5`` given.
     """
 
     name: str
     role: str
-    sha256: str
-    md5: str
-    num_bytes: int
+    sha256: str = ""
+    md5: str = ""
+    num_bytes: int | None = None
     download_name: str = ""
     download_md5: str = ""
     num_images: int | None = None
 
-    def __post_init__(self) -> None:
-        if not (self.sha256 or self.md5):
-            raise ValueError(f"RawFileSpec {self.name!r} needs a published sha256 or md5 to verify.")
+    @property
+    def published(self) -> bool:
+        """Whether a checksum of the file is published (else it is trusted on first use)."""
+        return bool(self.sha256 or self.md5 or self.download_md5)
 
 
 @dataclass(frozen=True)
@@ -84,15 +93,16 @@ class RawArchiveSpec:
     Attributes:
         name: file name of the archive, e.g. ``"cifar-10-python.tar.gz"``.
         md5: md5 hex digest of the archive as served (published, e.g. torchvision's
-            ``tgz_md5``); verified before anything is extracted.
-        num_bytes: size of the archive in bytes (reported in errors).
+            ``tgz_md5``); verified before anything is extracted; ``""`` for none (the
+            extracted files are then verified, or trusted on first use, one by one).
+        num_bytes: size of the archive in bytes (reported in errors), or None.
         folder: folder inside the archive that holds the files, e.g.
             ``"cifar-10-batches-py"``.
     """
 
     name: str
     md5: str
-    num_bytes: int
+    num_bytes: int | None
     folder: str
 
 
@@ -114,6 +124,10 @@ class RawSourceSpec:
         reference: where the format and checksums are published.
         archive: the archive the files come in (extracted on load), or None when each
             file is downloaded and kept on its own (MNIST).
+        format: ``idx`` | ``cifar_python`` | ``npz`` | ``hdf5`` (:data:`~supermask_pipeline.images.formats.FORMATS`).
+        label_key: key of the labels in a ``cifar_python`` batch (``labels``, ``fine_labels``).
+        array_keys: ``npz``/``hdf5``: (array, key in the file) pairs that differ from the
+            default keys ``train_images``, ``train_labels``, ``test_images``, ``test_labels``.
     """
 
     name: str
@@ -127,153 +141,196 @@ class RawSourceSpec:
     ]
     reference: str = ""
     archive: RawArchiveSpec | None = None
+    format: str = "idx"
+    label_key: str = "labels"
+    array_keys: tuple[tuple[str, str], ...] = ()
 
 
-# --- MNIST: four gzipped idx files -------------------------------------------------------------
+
+# --- datasets as configuration ----------------------------------------------------------------
 
 
-def _parse_mnist(
-    spec: RawSourceSpec, contents: Mapping[str, bytes | bytearray]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Parse the four MNIST idx files into (N, 28, 28, 1) uint8 images and int64 labels."""
-    names = {f.role: f.name for f in spec.files}
-    arrays = []
-    for subset in ("train", "test"):
-        images = parse_idx(contents[f"{subset}_images"], names[f"{subset}_images"])
-        labels = parse_idx(contents[f"{subset}_labels"], names[f"{subset}_labels"])
-        height, width, channels = spec.image_shape
-        if images.dtype != np.uint8 or images.shape[1:] != (height, width):
-            raise RawDataCorruptError(
-                f"{names[f'{subset}_images']}: expected uint8 images of shape (N, {height}, "
-                f"{width}), found {images.dtype} {images.shape}."
-            )
-        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-            raise RawDataCorruptError(
-                f"{names[f'{subset}_labels']}: expected {images.shape[0]} labels (one per "
-                f"image of {names[f'{subset}_images']}), found shape {labels.shape}."
-            )
-        labels = labels.astype(np.int64)
-        if labels.size and (labels.min() < 0 or labels.max() >= spec.num_classes):
-            raise RawDataCorruptError(
-                f"{names[f'{subset}_labels']}: labels must lie in [0, {spec.num_classes}), "
-                f"found [{labels.min()}, {labels.max()}]."
-            )
-        arrays += [images.reshape(images.shape[0], height, width, channels), labels]
-    return arrays[0], arrays[1], arrays[2], arrays[3]
+class DatasetConfigError(ValueError):
+    """A dataset entry (``conf/<env>/datasets.yml``) that cannot be parsed; the message names the field."""
 
 
-def _mnist_file(name: str, role: str, sha256: str, md5: str, num_bytes: int, gz_md5: str) -> RawFileSpec:
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_ENTRY_KEYS = ("format", "image_shape", "num_classes", "files", "mirrors", "archive", "label_key",
+               "images_per_file", "keys", "reference")
+_FILE_KEYS = ("name", "sha256", "md5", "num_bytes", "download_name", "download_md5", "num_images")
+_ARCHIVE_KEYS = ("name", "md5", "num_bytes", "folder")
+_IDX_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def _fail(name: str, message: str) -> DatasetConfigError:
+    return DatasetConfigError(f"Dataset entry {name!r} (conf/<env>/datasets.yml): {message}")
+
+
+def _known(name: str, where: str, values: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    if not isinstance(values, Mapping):
+        raise _fail(name, f"{where} must be a mapping, got {values!r}.")
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise _fail(name, f"unknown key(s) {unknown} in {where}; known: {list(known)}.")
+
+
+def _hex(name: str, where: str, value: Any, length: int) -> str:
+    value = "" if value is None else str(value).lower()
+    if value and not re.fullmatch(f"[0-9a-f]{{{length}}}", value):
+        raise _fail(name, f"{where} must be {length} hex digits, got {value!r}.")
+    return value
+
+
+def _count(name: str, where: str, value: Any, optional: bool = True) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _fail(name, f"{where} must be a positive integer, got {value!r}.")
+    return value
+
+
+def _file(name: str, role: str, value: Any, default_images: int | None, mirrors: bool, fmt: str) -> RawFileSpec:
+    where = f"files.{role}"
+    if isinstance(value, str):
+        value = {"name": value}
+    _known(name, where, value, _FILE_KEYS)
+    file_name = value.get("name")
+    if not isinstance(file_name, str) or not file_name or "/" in file_name:
+        raise _fail(name, f"{where}.name must be a file name (no folder), got {file_name!r}.")
+    # Downloaded one by one (no archive): idx files are served gzipped, npz/HDF5 files as they are.
+    download_name = value.get("download_name") or (
+        (f"{file_name}.gz" if fmt == "idx" else file_name) if mirrors else "")
     return RawFileSpec(
-        name=name,
+        name=file_name,
         role=role,
-        sha256=sha256,
-        md5=md5,
-        num_bytes=num_bytes,
-        download_name=f"{name}.gz",
-        download_md5=gz_md5,
+        sha256=_hex(name, f"{where}.sha256", value.get("sha256"), 64),
+        md5=_hex(name, f"{where}.md5", value.get("md5"), 32),
+        num_bytes=_count(name, f"{where}.num_bytes", value.get("num_bytes")),
+        download_name=download_name,
+        download_md5=_hex(name, f"{where}.download_md5", value.get("download_md5"), 32),
+        num_images=_count(name, f"{where}.num_images", value.get("num_images", default_images)),
     )
 
 
-# Mirrors and .gz md5s as in torchvision.datasets.MNIST (mirrors, resources); decompressed
-# checksums from ../shared/datasets/mnist/README.md.
-MNIST = RawSourceSpec(
-    name="mnist",
-    files=(
-        _mnist_file(
-            "train-images-idx3-ubyte",
-            "train_images",
-            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            "6bbc9ace898e44ae57da46a324031adb",
-            47040016,
-            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        ),
-        _mnist_file(
-            "train-labels-idx1-ubyte",
-            "train_labels",
-            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            "a25bea736e30d166cdddb491f175f624",
-            60008,
-            "d53e105ee54ea40749a09fcbcd1e9432",
-        ),
-        _mnist_file(
-            "t10k-images-idx3-ubyte",
-            "test_images",
-            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            "2646ac647ad5339dbf082846283269ea",
-            7840016,
-            "9fb629c4189551a2d022fa330f9573f3",
-        ),
-        _mnist_file(
-            "t10k-labels-idx1-ubyte",
-            "test_labels",
-            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            "27ae3e4e09519cfbb04c329615203637",
-            10008,
-            "ec29112dd5afa0611ce80d1b7f02629c",
-        ),
-    ),
-    mirrors=(
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "http://yann.lecun.com/exdb/mnist/",
-    ),
-    image_shape=(28, 28, 1),
-    num_classes=10,
-    parse=_parse_mnist,
-    reference="LeCun, Cortes, Burges: The MNIST database of handwritten digits (idx format).",
-)
+def dataset_from_config(name: str, entry: Mapping[str, Any]) -> RawSourceSpec:
+    """Parse one dataset entry (the schema of ``conf/base/datasets.yml``) into a :class:`RawSourceSpec`.
 
-# --- CIFAR-10: one archive of python batches ---------------------------------------------------
+    Entry keys: ``format`` (``idx`` | ``cifar_python`` | ``npz`` | ``hdf5``), ``image_shape``
+    ([H, W, C]), ``num_classes``, ``files`` (role → file name, or → ``{name, sha256, md5,
+    num_bytes, download_name, download_md5, num_images}``); optional ``mirrors`` (base URLs),
+    ``archive`` (``{name, md5, num_bytes, folder}``, ``cifar_python``), ``label_key``
+    (``cifar_python``, default ``labels``), ``images_per_file`` (``cifar_python``), ``keys``
+    (``npz``/``hdf5``: array → key in the file), ``reference``. Roles: ``idx`` needs
+    ``train_images``, ``train_labels``, ``test_images``, ``test_labels``; ``cifar_python``
+    roles starting with ``train`` and ``test``; ``npz``/``hdf5`` one file, role ``data``.
+    A file without ``sha256``, ``md5`` or ``download_md5`` is trusted on first use.
+
+    Raises:
+        DatasetConfigError: a bad name, an unknown or missing key, a bad value (the message
+            names the entry and the field).
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _fail(str(name), "the name must be lower case letters, digits and _, starting with a letter "
+                               "(it names the folders data/01_raw/<name>/ and data/03_primary/<name>/).")
+    _known(name, "the entry", entry, _ENTRY_KEYS)
+    fmt = entry.get("format")
+    if fmt not in FORMATS:
+        raise _fail(name, f"format must be one of {list(FORMATS)}, got {fmt!r}.")
+    shape = entry.get("image_shape")
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
+            or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape)):
+        raise _fail(name, f"image_shape must be [height, width, channels] of positive integers, got {shape!r}.")
+    num_classes = _count(name, "num_classes", entry.get("num_classes"), optional=False)
+    if num_classes < 2:
+        raise _fail(name, f"num_classes must be at least 2, got {num_classes}.")
+    mirrors = entry.get("mirrors") or []
+    if isinstance(mirrors, str) or not all(isinstance(m, str) for m in mirrors):
+        raise _fail(name, f"mirrors must be a list of base URLs, got {mirrors!r}.")
+    mirrors = tuple(m if m.endswith("/") else f"{m}/" for m in mirrors)
+    files = entry.get("files")
+    if not isinstance(files, Mapping) or not files:
+        raise _fail(name, "files must map each role to a file name (or to {name, sha256, …}).")
+    roles = list(files)
+    if fmt == "idx" and sorted(roles) != sorted(_IDX_ROLES):
+        raise _fail(name, f"an idx dataset has the files {list(_IDX_ROLES)}, got {roles}.")
+    if fmt == "cifar_python" and (not any(r.startswith("train") for r in roles)
+                                  or not any(r.startswith("test") for r in roles)
+                                  or not all(r.startswith(("train", "test")) for r in roles)):
+        raise _fail(name, f"a cifar_python dataset has files whose roles start with train and test, got {roles}.")
+    if fmt in ("npz", "hdf5") and roles != ["data"]:
+        raise _fail(name, f"an {fmt} dataset has one file, role data, got {roles}.")
+    default_images = _count(name, "images_per_file", entry.get("images_per_file"))
+    archive = entry.get("archive")
+    archive_spec = None
+    if archive is not None:
+        if fmt != "cifar_python":
+            raise _fail(name, "archive is for the cifar_python format only.")
+        _known(name, "archive", archive, _ARCHIVE_KEYS)
+        if not archive.get("name") or not archive.get("folder"):
+            raise _fail(name, "archive needs name (e.g. cifar-10-python.tar.gz) and folder (its batches' folder).")
+        archive_spec = RawArchiveSpec(name=str(archive["name"]), md5=_hex(name, "archive.md5", archive.get("md5"), 32),
+                                      num_bytes=_count(name, "archive.num_bytes", archive.get("num_bytes")),
+                                      folder=str(archive["folder"]))
+    keys = entry.get("keys") or {}
+    _known(name, "keys", keys, ARRAY_KEYS)
+    if keys and fmt not in ("npz", "hdf5"):
+        raise _fail(name, "keys is for the npz and hdf5 formats only.")
+    label_key = entry.get("label_key", "labels")
+    if not isinstance(label_key, str) or not label_key:
+        raise _fail(name, f"label_key must be a key name, got {label_key!r}.")
+    download = bool(mirrors) and archive_spec is None
+    return RawSourceSpec(
+        name=name,
+        files=tuple(_file(name, role, value, default_images, download, fmt) for role, value in files.items()),
+        mirrors=mirrors,
+        image_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
+        num_classes=num_classes,
+        parse=FORMATS[fmt],
+        reference=str(entry.get("reference", "")),
+        archive=archive_spec,
+        format=fmt,
+        label_key=label_key,
+        array_keys=tuple((k, str(v)) for k, v in keys.items()),
+    )
 
 
-def _parse_cifar(
-    spec: RawSourceSpec, contents: Mapping[str, bytes | bytearray]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Parse the batches (roles ``train_*`` then ``test_*``, in spec order) into NHWC arrays."""
-    arrays = []
-    for subset in ("train", "test"):
-        batches = [
-            parse_cifar_batch(
-                contents[f.role], f.name, spec.image_shape, spec.num_classes, f.num_images
-            )
-            for f in spec.files
-            if f.role.startswith(subset)
-        ]
-        arrays += [np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])]
-    return arrays[0], arrays[1], arrays[2], arrays[3]
-
-
-def _cifar_file(name: str, role: str, md5: str, num_bytes: int) -> RawFileSpec:
-    return RawFileSpec(name=name, role=role, sha256="", md5=md5, num_bytes=num_bytes, num_images=10000)
-
-
-# Archive, url and md5s as in torchvision.datasets.CIFAR10 (url, tgz_md5, train_list,
-# test_list); sizes of the archive and of the extracted batches as listed by their users.
-CIFAR10 = RawSourceSpec(
-    name="cifar10",
-    files=(
-        _cifar_file("data_batch_1", "train_batch_1", "c99cafc152244af753f735de768cd75f", 31035704),
-        _cifar_file("data_batch_2", "train_batch_2", "d4bba439e000b95fd0a9bffe97cbabec", 31035320),
-        _cifar_file("data_batch_3", "train_batch_3", "54ebc095f3ab1f0389bbae665268c751", 31035999),
-        _cifar_file("data_batch_4", "train_batch_4", "634d18415352ddfa80567beed471001a", 31035696),
-        _cifar_file("data_batch_5", "train_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb", 31035623),
-        _cifar_file("test_batch", "test_batch", "40351d587109b95175f43aff81a1287e", 31035526),
-    ),
-    mirrors=("https://www.cs.toronto.edu/~kriz/",),
-    image_shape=(32, 32, 3),
-    num_classes=10,
-    parse=_parse_cifar,
-    reference=(
-        "Krizhevsky: Learning Multiple Layers of Features from Tiny Images (2009); python "
-        "batches as described on https://www.cs.toronto.edu/~kriz/cifar.html."
-    ),
-    archive=RawArchiveSpec(
-        name="cifar-10-python.tar.gz",
-        md5="c58f30108f718f92721af3b95e74349a",
-        num_bytes=170498071,
-        folder="cifar-10-batches-py",
-    ),
-)
-
-#: Known raw sources by name. An unknown name given to
+#: Known raw sources by name: the published ones, then a project's own
+#: (:func:`configure_datasets`). An unknown name given to
 #: :func:`~supermask_pipeline.images.sources.load_raw_images` fails with this list.
-RAW_SOURCES: dict[str, RawSourceSpec] = {MNIST.name: MNIST, CIFAR10.name: CIFAR10}
+RAW_SOURCES: dict[str, RawSourceSpec] = {
+    name: dataset_from_config(name, entry) for name, entry in PUBLISHED_DATASETS.items()
+}
+_CONFIGURED: set[str] = set()
+
+
+def configure_datasets(entries: Mapping[str, Any] | None) -> list[str]:
+    """Register a project's dataset entries (``conf/<env>/datasets.yml``) in :data:`RAW_SOURCES`.
+
+    Entries of an earlier call that are no longer configured are removed; the published
+    datasets stay. An entry that names a published dataset must equal it (a changed copy of
+    MNIST would silently drop its checksums): give your dataset its own name.
+
+    Args:
+        entries: name → entry (see :func:`dataset_from_config`); None or empty for none.
+
+    Returns:
+        The names registered by this call, sorted.
+
+    Raises:
+        DatasetConfigError: a bad entry, or one that redefines a published dataset.
+    """
+    entries = dict(entries or {})
+    parsed = {}
+    for name, entry in entries.items():
+        spec = dataset_from_config(name, entry)
+        if name in PUBLISHED_DATASETS and spec != RAW_SOURCES.get(name, spec):
+            raise _fail(name, f"{name!r} is a published dataset with its own checksums; give yours another "
+                              f"name (e.g. my_{name}) and select it with --params=dataset=my_{name}.")
+        parsed[name] = spec
+    for name in _CONFIGURED - set(parsed):
+        if name not in PUBLISHED_DATASETS:
+            RAW_SOURCES.pop(name, None)
+    RAW_SOURCES.update(parsed)
+    _CONFIGURED.clear()
+    _CONFIGURED.update(n for n in parsed if n not in PUBLISHED_DATASETS)
+    return sorted(parsed)
