@@ -11,7 +11,7 @@ import pytest
 from kedro.io import DataCatalog
 from kedro.io.core import DatasetError
 
-from supermask_pipeline.images.splitting import ImageSplit
+from supermask_pipeline.images.splitting import CONTENT_DIGEST, ImageSplit, split_content_sha256
 from supermask_pipeline.datasets import HDF5SplitDataset
 from supermask_pipeline.datasets import hdf5_split
 
@@ -34,10 +34,13 @@ def _split(num: int = 9, seed: int = 0, split: str = "train") -> ImageSplit:
 
 
 def _assert_equal(a: ImageSplit, b: ImageSplit) -> None:
+    """``a`` (loaded) equals ``b`` (saved), plus the content checksum written on save."""
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_array_equal(a.labels, b.labels)
-    assert a.attrs == b.attrs
-    assert {k: type(v) for k, v in a.attrs.items()} == {k: type(v) for k, v in b.attrs.items()}
+    assert a.attrs[CONTENT_DIGEST] == split_content_sha256(b.images, b.labels)
+    attrs = {k: v for k, v in a.attrs.items() if k != CONTENT_DIGEST}
+    assert attrs == b.attrs
+    assert {k: type(v) for k, v in attrs.items()} == {k: type(v) for k, v in b.attrs.items()}
 
 
 def _digest(path: Path) -> str:
@@ -154,11 +157,13 @@ def test_missing_file(tmp_path):
 
 
 def _write_raw(path: Path, images=None, labels=None, attrs=None, skip=()):
-    """Write an HDF5 file directly, bypassing the dataset's own checks."""
+    """Write an HDF5 file directly, bypassing the dataset's own checks (with the content checksum
+    of what it writes, unless ``attrs`` has one)."""
     split = _split()
     images = split.images if images is None else images
     labels = split.labels if labels is None else labels
-    attrs = dict(split.attrs) if attrs is None else attrs
+    attrs = dict(split.attrs) if attrs is None else dict(attrs)
+    attrs.setdefault(CONTENT_DIGEST, split_content_sha256(images, labels.astype(np.int64)))
     with h5py.File(path, "w") as h5:
         if "images" not in skip:
             h5.create_dataset("images", data=images)
@@ -239,3 +244,50 @@ def test_truncated_file(tmp_path, compression, keep, expected):
         HDF5SplitDataset(str(path)).load()
     assert f"HDF5 split file {path} could not be read (truncated or corrupt?)" in str(info.value)
     assert _digest(path) == before
+
+
+# --- content checksum --------------------------------------------------------------------------
+
+
+def test_a_byte_flipped_in_the_images_is_refused(tmp_path):
+    path = tmp_path / "test.h5"
+    HDF5SplitDataset(str(path)).save(_split())
+    with h5py.File(path, "r+") as h5:  # one pixel changed in place: the file still parses
+        h5["images"][4, 2, 1, 0] ^= 0x5A
+    before = _digest(path)
+    with pytest.raises(hdf5_split.SplitCorruptError, match=r"is corrupt: the sha256 of its images and labels") as info:
+        HDF5SplitDataset(str(path)).load()
+    assert isinstance(info.value, DatasetError)
+    assert str(path) in str(info.value) and "kedro run --pipeline=data_processing" in str(info.value)
+    assert _digest(path) == before
+
+
+def test_a_byte_flipped_in_the_file_bytes_is_refused(tmp_path):
+    """Random bytes written into the image data of the file, as the user did."""
+    path = tmp_path / "test.h5"
+    split = _split(num=200)
+    HDF5SplitDataset(str(path)).save(split)
+    with h5py.File(path, "r") as h5:
+        offset = h5["images"].id.get_offset()
+    data = bytearray(path.read_bytes())
+    data[offset + 1000] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(hdf5_split.SplitCorruptError, match="data_processing"):
+        HDF5SplitDataset(str(path)).load()
+
+
+def test_a_split_without_a_checksum_asks_to_rerun_data_processing(tmp_path):
+    path = tmp_path / "old.h5"
+    _write_raw(path)
+    with h5py.File(path, "r+") as h5:
+        del h5.attrs[CONTENT_DIGEST]
+    with pytest.raises(hdf5_split.SplitCorruptError, match=r"has no content checksum .*kedro run --pipeline=data_processing"):
+        HDF5SplitDataset(str(path)).load()
+
+
+def test_save_writes_the_checksum_of_the_data_not_a_stale_attribute(tmp_path):
+    split = _split()
+    stale = ImageSplit(split.images, split.labels, {**split.attrs, CONTENT_DIGEST: "0" * 64})
+    dataset = HDF5SplitDataset(str(tmp_path / "a.h5"))
+    dataset.save(stale)
+    assert dataset.load().attrs[CONTENT_DIGEST] == split_content_sha256(split.images, split.labels)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from supermask_pipeline.images.sources import RawImageData
-from supermask_pipeline.images.splitting import ImageSplit, split_dataset
+from supermask_pipeline.images.splitting import ImageSplit, split_content_sha256, split_dataset
 
 
 def _raw(num_train: int = 50, num_test: int = 7) -> RawImageData:
@@ -63,6 +63,8 @@ def test_attrs():
             "num_classes": 3,
             "sha256:train-file": "aa" * 32,
             "sha256:test-file": "bb" * 32,
+            "raw_root": "",
+            "content_sha256": split_content_sha256(split.images, split.labels),
         }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from supermask_pipeline.datasets.hdf5_split import HDF5SplitDataset
+from supermask_pipeline.datasets.hdf5_split import HDF5SplitDataset, SplitCorruptError
 from supermask_pipeline.datasets.raw_images import RawImageDataset
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ __all__ = [
     "HDF5SplitDataset",
     "RawImageDataset",
     "SafetensorsDataset",
+    "SplitCorruptError",
     "TrainingCheckpointsDataset",
 ]
 

@@ -37,7 +37,7 @@ from supermask_pipeline.images.specs import (
     configure_datasets,
     dataset_from_config,
 )
-from supermask_pipeline.images.splitting import SPLIT_NAMES, ImageSplit, split_dataset
+from supermask_pipeline.images.splitting import CONTENT_DIGEST, SPLIT_NAMES, ImageSplit, split_content_sha256, split_dataset
 from supermask_pipeline.images.normalisation import (
     NORMALISATIONS,
     channel_statistics,
@@ -48,6 +48,7 @@ from supermask_pipeline.images.normalisation import (
 __all__ = [
     "AUGMENTATIONS",
     "CHECKSUMS_FILE",
+    "CONTENT_DIGEST",
     "DatasetConfigError",
     "NORMALISATIONS",
     "RAW_SOURCES",
@@ -73,6 +74,7 @@ __all__ = [
     "parse_idx",
     "per_image_standardisation",
     "random_crop_flip",
+    "split_content_sha256",
     "split_dataset",
     "split_to_tensors",
 ]
