@@ -183,8 +183,8 @@ def test_no_grid_block_and_a_method_without_a_block_are_refused(params):
 
 
 def test_a_dataset_that_does_not_fit_is_refused(params):
-    with pytest.raises(ValueError, match=r"dataset 'cifar10' has images of 32×32×3, but architecture 'fcn'"):
-        plan_grid({**with_grid(params, architectures=["fcn"], methods=["dense"], seeds=[0]), "dataset": "cifar10"})
+    with pytest.raises(ValueError, match=r"dataset 'mnist' has images of 28×28×1, but architecture 'conv6'"):
+        plan_grid({**with_grid(params, architectures=["conv6"], methods=["dense"], seeds=[0]), "dataset": "mnist"})
     grid = plan_grid({**with_grid(params, architectures=["conv2"], methods=["dense"], seeds=[0]), "dataset": "cifar10"})
     assert grid.points[0].dataset == "cifar10"
 

@@ -66,8 +66,8 @@ class ModelConfig:
 
     @property
     def spec(self) -> ArchitectureSpec:
-        """The architecture's layer table."""
-        return get_architecture(self.architecture)
+        """The architecture's layer table, fitted to the dataset's images and classes."""
+        return get_architecture(self.architecture, self.dataset)
 
 
 @dataclass(frozen=True)

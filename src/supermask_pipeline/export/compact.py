@@ -46,7 +46,13 @@ import torch
 
 from supermask_pipeline.export import coding, container
 from supermask_pipeline.export.errors import CompactFormatError, CorruptPayloadError, RegeneratedWeightsError
-from supermask_pipeline.models.architectures import ArchitectureSpec, LayerSpec, get_architecture, layer_specs
+from supermask_pipeline.models.architectures import (
+    ArchitectureSpec,
+    LayerSpec,
+    fit_architecture,
+    get_architecture,
+    layer_specs,
+)
 from supermask_pipeline.models.initializers import initialise_tensors
 from supermask_pipeline.models.network import rescale_factor, transform_weight
 
@@ -290,7 +296,7 @@ def _encode_layer(layer: LayerSpec, weight: torch.Tensor, mask: torch.Tensor | N
 def encode(
     weights: Tensors,
     masks: Tensors | None,
-    architecture: str,
+    architecture: str | ArchitectureSpec,
     activation: str,
     input_spec: InputSpec | None = None,
     initial: InitialWeights | None = None,
@@ -322,7 +328,8 @@ def encode(
         ValueError: tensors that do not fit the architecture.
         CompactFormatError: the round trip does not reproduce the weights (a bug; nothing is returned).
     """
-    spec = get_architecture(architecture)
+    # A spec fitted to the run's dataset (input size, classes) is written as it is.
+    spec = architecture if isinstance(architecture, ArchitectureSpec) else get_architecture(architecture)
     from supermask_pipeline.models import check_layer_tensors
 
     check_layer_tensors(spec, weights, "weights to export")
@@ -367,6 +374,11 @@ def _check_header(header: Mapping[str, Any], source: str) -> tuple[ArchitectureS
     try:
         architecture = header["architecture"]
         spec = get_architecture(architecture["name"])
+        channels, height, width = (int(d) for d in architecture.get("input_shape", spec.input_shape))
+        dense = tuple(architecture.get("dense", spec.dense))
+        if (channels, height, width) != spec.input_shape or dense[-1:] != spec.dense[-1:]:
+            # fitted to another dataset: the table's layers with the header's input and classes
+            spec = fit_architecture(spec, (height, width, channels), int(dense[-1]), spec.dataset)
         layers = list(header["layers"])
         header["activation"], header["input"]["normalisation"]
     except (KeyError, TypeError, ValueError) as err:

@@ -75,7 +75,7 @@ def export_run(run: RunConfig, trained_weights: Tensors, masks: Tensors, train_s
         CompactFormatError: the file does not reproduce the weights (a bug; nothing is written).
     """
     check_split(test_split, run, "test_split")
-    compact = encode(trained_weights, masks, run.model.architecture, run.model.activation,
+    compact = encode(trained_weights, masks, run.model.spec, run.model.activation,
                      input_spec_of(run, train_split), initial_weights_of(run),
                      metadata={"method": run.name, "seed": run.seed, "dataset": run.model.dataset})
     network = decode(compact, f"the export of {run.name}")

@@ -9,7 +9,7 @@ these names are the keys of every weight, score and mask file of the project.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from supermask_pipeline.registry import lookup
@@ -95,13 +95,72 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
 }
 
 
-def get_architecture(name: str) -> ArchitectureSpec:
-    """Look up an architecture by name.
+def get_architecture(name: str, dataset: str | None = None) -> ArchitectureSpec:
+    """Look up an architecture by name, fitted to ``dataset``'s images and classes if given.
+
+    Args:
+        name: a key of :data:`ARCHITECTURES`.
+        dataset: None or ``"auto"`` for the table's row (its own dataset), else a dataset name
+            (:data:`~supermask_pipeline.images.specs.RAW_SOURCES`): see :func:`fit_architecture`.
 
     Raises:
-        ValueError: unknown name; the message lists the known architectures.
+        ValueError: unknown name or dataset (the message lists the known ones), or a dataset
+            whose images do not fit (:func:`fit_architecture`).
     """
-    return lookup(ARCHITECTURES, name, "architecture", "Set it with e.g. --params=model.architecture=fcn.")
+    spec = lookup(ARCHITECTURES, name, "architecture", "Set it with e.g. --params=model.architecture=fcn.")
+    if dataset is None or dataset == "auto" or dataset == spec.dataset:
+        return spec
+    source = _dataset_source(dataset)
+    return fit_architecture(spec, source.image_shape, source.num_classes, dataset)
+
+
+def _dataset_source(dataset: str):
+    from supermask_pipeline.images.specs import RAW_SOURCES  # the image shapes are the sources'
+
+    return lookup(RAW_SOURCES, dataset, "dataset",
+                  "Use auto to follow model.architecture, or add an entry to conf/base/datasets.yml.")
+
+
+def num_pools(spec: ArchitectureSpec) -> int:
+    """Number of 2×2 max-pools of an architecture (0 for the FCN)."""
+    return sum(1 for item in spec.conv if item == POOL)
+
+
+def fit_architecture(
+    spec: ArchitectureSpec, image_shape: tuple[int, int, int], num_classes: int, dataset: str
+) -> ArchitectureSpec:
+    """The architecture for a dataset: input (C, H, W) from its images, last dense layer of
+    ``num_classes`` units; every other layer as in the table.
+
+    The FCN takes any image size (its first layer has H·W·C inputs); a conv net with p
+    max-pools needs H and W divisible by 2^p (conv2: 2, conv4: 4, conv6: 8, conv8: 16), so
+    that every pool halves the feature map exactly.
+
+    Args:
+        spec: the table's row.
+        image_shape: (H, W, C) of the dataset's images.
+        num_classes: number of classes (≥ 2).
+        dataset: the dataset's name (for messages and ``spec.dataset``).
+
+    Raises:
+        ValueError: image sizes a conv net does not take (the message says which fit).
+    """
+    height, width, channels = image_shape
+    divisor = 2 ** num_pools(spec)
+    if height % divisor or width % divisor:
+        raise ValueError(
+            f"dataset {dataset!r} has images of {height}×{width}×{channels}, but architecture {spec.name!r} "
+            f"has {num_pools(spec)} 2×2 max-pools and takes images whose height and width are multiples of "
+            f"{divisor} (e.g. {divisor * (32 // divisor or 1)}×{divisor * (32 // divisor or 1)}); use fcn or a "
+            f"conv net with fewer pools ({_fitting(height, width)})."
+        )
+    return replace(spec, input_shape=(channels, height, width), dense=(*spec.dense[:-1], num_classes),
+                   dataset=dataset)
+
+
+def _fitting(height: int, width: int) -> str:
+    fits = [n for n, s in ARCHITECTURES.items() if not (height % 2 ** num_pools(s) or width % 2 ** num_pools(s))]
+    return "these fit: " + ", ".join(fits)
 
 
 def resolve_dataset(architecture: str, dataset: str = "auto") -> str:
@@ -112,23 +171,14 @@ def resolve_dataset(architecture: str, dataset: str = "auto") -> str:
     and split paths, and by the training nodes to check the splits they were given.
 
     Raises:
-        ValueError: unknown architecture or dataset (the message lists the choices), or a
-            dataset whose image shape does not fit the architecture's input.
+        ValueError: unknown architecture or dataset (the message lists the configured
+            datasets), or a dataset whose image shape the architecture does not take
+            (:func:`fit_architecture`).
     """
-    from supermask_pipeline.images.specs import RAW_SOURCES  # the image shapes are the sources'
-
     spec = get_architecture(architecture)
     if dataset == "auto":
         return spec.dataset
-    height, width, channels = lookup(
-        RAW_SOURCES, dataset, "dataset", "use auto to follow model.architecture"
-    ).image_shape
-    if (channels, height, width) != spec.input_shape:
-        raise ValueError(
-            f"dataset {dataset!r} has images of {height}×{width}×{channels}, but architecture "
-            f"{architecture!r} takes {spec.input_shape[1]}×{spec.input_shape[2]}×{spec.input_shape[0]}; "
-            f"use dataset: auto ({spec.dataset})."
-        )
+    get_architecture(architecture, dataset)
     return dataset
 
 

@@ -91,8 +91,8 @@ def test_augmentation_per_channel_bf16_and_channels_last_run_on_the_cpu(cifar_pr
 
 
 def test_architecture_and_dataset_that_do_not_fit_are_refused(cifar_project, run_kedro):
-    with pytest.raises(Exception, match=r"dataset 'mnist' has images of 28×28×1, but architecture 'conv4'"):
-        run_kedro("signed_supermask", {"model": {"architecture": "conv4"}, "dataset": "mnist"})
+    with pytest.raises(Exception, match=r"dataset 'mnist' has images of 28×28×1, but architecture 'conv6'"):
+        run_kedro("signed_supermask", {"model": {"architecture": "conv6"}, "dataset": "mnist"})
 
 
 def test_lottery_on_conv6_prunes_convolutions_at_15_percent(cifar_project, run_kedro):
