@@ -16,6 +16,7 @@ from supermask_pipeline.experiment.config import RunConfig, run_config
 from supermask_pipeline.export.pyfunc import log_compact_model
 from supermask_pipeline.export.runs import export_run
 from supermask_pipeline.images import ImageSplit
+from supermask_pipeline.pipelines.datasets_tracking import log_split_inputs
 from supermask_pipeline.pipelines.tracking import live_metric_logger, log_effective_parameters, set_run_tags
 from supermask_pipeline.reporting import plot_accuracy_vs_remaining, plot_remaining_weights, plot_training_curves
 from supermask_pipeline.reporting.records import ticket_history
@@ -82,6 +83,7 @@ def train(
     """
     run = _run(method, recipe, defaults, model, dataset, seed)
     _start(run, tag)
+    log_split_inputs(train=train_split, val=val_split)  # MLflow's Dataset column
     result = assembly.train_run(run, initial_weights, initial_mask_scores, train_split, val_split,
                                 training_checkpoints, live_metric_logger(method))
     return result.trained_weights, result.trained_mask_scores, result.masks, result.history
