@@ -3,7 +3,6 @@ import torch
 
 from supermask_pipeline.masks import (
     SignedSupermaskStrategy,
-    SignedThresholdMask,
     get_mask_strategy,
     remaining_weights_table,
 )
@@ -12,7 +11,7 @@ from supermask_pipeline.masks import (
 def test_signed_mask_on_a_hand_checked_tensor():
     scores = torch.tensor([[-0.9, -0.4, -0.39, 0.0], [0.1, 0.4, 0.41, 1.0]])
     tau = torch.tensor(0.4)
-    mask = SignedThresholdMask.apply(scores, tau)
+    mask = SignedSupermaskStrategy(0.4).mask(scores, tau)
     # |M| > τ strictly: ±0.4 are pruned.
     assert mask.tolist() == [[-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]
 
@@ -20,7 +19,7 @@ def test_signed_mask_on_a_hand_checked_tensor():
 def test_straight_through_gradient_is_identity_and_unclipped():
     scores = torch.tensor([-3.0, -0.1, 0.0, 0.2, 5.0], requires_grad=True)
     upstream = torch.tensor([1.0, -2.0, 3.0, -4.0, 5.0])
-    mask = SignedThresholdMask.apply(scores, torch.tensor(0.5))
+    mask = SignedSupermaskStrategy(0.4).mask(scores, torch.tensor(0.5))
     (mask * upstream).sum().backward()
     assert torch.equal(scores.grad, upstream)
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supermask_pipeline.masks.strategies import MaskStrategy
+from supermask_pipeline.masks.strategies import MaskedWeight, MaskParts, MaskStrategy
 from supermask_pipeline.registry import lookup
 from supermask_pipeline.models.architectures import POOL, ArchitectureSpec, LayerSpec, layer_specs
 
@@ -225,14 +225,37 @@ class MaskedLayer(nn.Module):
             return torch.ones_like(self.weight).detach()
         return self.strategy.final_mask(self.mask_scores, self.mask_threshold).detach()
 
+    def mask_parts(self) -> MaskParts | None:
+        """The forward-pass mask as :class:`~supermask_pipeline.masks.strategies.MaskParts`:
+        a frozen sample if one is set (no gradient), else the strategy's parts, sampled while
+        sampling is on; None for a strategy that defines only ``mask`` (or without scores)."""
+        if self.mask_scores is None:
+            return None
+        if self.frozen_mask is not None:
+            return MaskParts(self.frozen_mask, None)
+        generator = None
+        if self.strategy.stochastic and self.sampler.active(self.training):
+            generator = self.sampler.generator(self.mask_scores.device)
+        return self.strategy.parts(self.mask_scores, self.mask_threshold, generator)
+
     def effective_weight(self, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``s · (W ⊙ m · r + P ⊙ (1 − m))`` (see the class docstring; ``W`` for the dense
-        baseline), shape of the weight. ``mask``: default the forward-pass mask."""
+        baseline), shape of the weight. ``mask``: default the forward-pass mask.
+
+        The forward-pass mask enters through :class:`~supermask_pipeline.masks.strategies.MaskedWeight`:
+        ``W ⊙ m`` and the gradients of W and of the scores in one autograd step, bit-identical
+        to ``W * mask()``.
+        """
         if self.mask_scores is None:
             weight = self.weight
         else:
-            mask = self.mask() if mask is None else mask
-            weight = self.weight * mask
+            parts = None if mask is not None else self.mask_parts()
+            if parts is not None:
+                mask = parts.hard
+                weight = MaskedWeight.apply(self.weight, self.mask_scores, mask, parts.surrogate)
+            else:
+                mask = self.mask() if mask is None else mask
+                weight = self.weight * mask
             if self.rescale:
                 weight = weight * rescale_factor(mask)
             if self.pruned_values is not None:
