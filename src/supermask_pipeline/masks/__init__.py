@@ -19,6 +19,7 @@ from supermask_pipeline.masks.ticket_actions import (
 )
 from supermask_pipeline.masks.statistics import remaining_weights_table
 from supermask_pipeline.masks.strategies import (
+    BAND_SELECTION_MIN,
     MASK_STRATEGIES,
     ASLPStrategy,
     BernoulliStrategy,
@@ -40,6 +41,7 @@ from supermask_pipeline.masks.strategies import (
 )
 
 __all__ = [
+    "BAND_SELECTION_MIN",
     "CRITERIA",
     "MASK_0_ACTIONS",
     "MASK_1_ACTIONS",

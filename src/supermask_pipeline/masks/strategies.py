@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from supermask_pipeline.registry import lookup
 
@@ -110,7 +111,21 @@ def signed_threshold_mask(scores: torch.Tensor, threshold: torch.Tensor) -> torc
     |M| = τ exactly is pruned (strict inequality).
     """
     scores = scores.detach()
+    if scores.device.type == "cpu":  # float-only kernels: comparisons to bool are 5–10× slower on the CPU
+        return torch.sign(F.hardshrink(scores, float(threshold)))
     return torch.where(scores.abs() > threshold, torch.sign(scores), 0.0)
+
+
+def indicator(values: torch.Tensor, *, keep_zero: bool = False) -> torch.Tensor:
+    """1[values > 0] (``keep_zero``: 1[values ≥ 0]) as 0/1 in the dtype of ``values``, no gradient.
+
+    Computed as sign(relu(x)) (1 − sign(relu(−x))): float kernels, exact for every finite
+    value, several times faster on the CPU than a comparison converted from bool.
+    """
+    values = values.detach()
+    if keep_zero:
+        return 1.0 - torch.sign(torch.relu(-values))
+    return torch.sign(torch.relu(values))
 
 
 class StraightThrough(torch.autograd.Function):
@@ -341,13 +356,13 @@ def _sigmoid_threshold(scores: torch.Tensor) -> MaskParts:
     def surrogate(grad: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten.sigmoid_backward(grad, torch.sigmoid(_unchanged(held, version)))
 
-    return MaskParts((held > 0).to(scores.dtype), surrogate)
+    return MaskParts(indicator(held), surrogate)
 
 
 def _sigmoid_sample(scores: torch.Tensor, uniform: torch.Tensor) -> MaskParts:
     """m = 1[u < σ(M)] with the gradient of σ(M) (the Bernoulli sample, straight through)."""
     soft = torch.sigmoid(scores.detach())
-    return MaskParts((uniform < soft).to(scores.dtype), lambda grad: torch.ops.aten.sigmoid_backward(grad, soft))
+    return MaskParts(indicator(soft - uniform), lambda grad: torch.ops.aten.sigmoid_backward(grad, soft))
 
 
 class BernoulliStrategy(MaskStrategy):
@@ -435,12 +450,11 @@ def _kth_largest(flat: torch.Tensor, k: int, hint: ThresholdHint | None) -> torc
     n = flat.numel()
     use_band = hint is not None and flat.device.type == "cpu" and n >= BAND_SELECTION_MIN
     if use_band and hint.threshold is not None:
-        low, high = hint.threshold - hint.width, hint.threshold + hint.width
-        above = int((flat > high).sum())
+        # Counts as float sums of 0/1 (exact below 2^24 entries): bool reductions are slow on the CPU.
+        above = int(indicator(flat - (hint.threshold + hint.width)).sum())
         if above < k:
-            in_band = (flat >= low) & (flat <= high)
-            band = flat[in_band]
-            if above + band.numel() >= k:  # the k-th largest is inside [low, high]
+            band = flat[(flat - hint.threshold).abs_() <= hint.width]
+            if above + band.numel() >= k:  # the k-th largest is inside [t − w, t + w]
                 value = torch.kthvalue(band, band.numel() - (k - above) + 1).values
                 hint.update(float(value), hit=True)
                 return value
@@ -477,15 +491,13 @@ def top_k_mask(values: torch.Tensor, keep_fraction: float, hint: ThresholdHint |
     # Selection, not a sort: the k-th largest value, everything above it, then the earliest
     # of its ties up to k.
     threshold = _kth_largest(flat, k, hint)
+    if flat.device.type == "cpu":
+        at_least = indicator(flat - float(threshold), keep_zero=True)  # flat ≥ t, exactly (float kernels)
+        if int(at_least.sum()) == k:  # no tie beyond the k-th: no running count needed
+            return at_least.reshape(values.shape)
     above = flat > threshold
     tie = flat == threshold
-    if flat.device.type == "cpu":
-        kept_above = int(above.sum())
-        if kept_above + int(tie.sum()) == k:  # no tie beyond the k-th: no running count needed
-            return (above | tie).to(values.dtype).reshape(values.shape)
-        keep = above | (tie & (torch.cumsum(tie, 0) <= k - kept_above))
-    else:
-        keep = above | (tie & (torch.cumsum(tie, 0) <= k - above.sum()))
+    keep = above | (tie & (torch.cumsum(tie, 0) <= k - above.sum()))
     return keep.to(values.dtype).reshape(values.shape)
 
 
@@ -560,7 +572,7 @@ def _gumbel_parts(logits: torch.Tensor, gumbels: torch.Tensor, temperature: floa
     difference = logits.detach() + gumbels[0] - gumbels[1]
     soft = torch.sigmoid(difference / temperature)
     return MaskParts(
-        (difference >= 0).to(logits.dtype),
+        indicator(difference, keep_zero=True),
         lambda grad: torch.ops.aten.sigmoid_backward(grad, soft) / temperature,
     )
 
@@ -611,7 +623,7 @@ class ASLPStrategy(MaskStrategy):
         def surrogate(grad: torch.Tensor) -> torch.Tensor:
             return torch.ops.aten.sigmoid_backward(grad, torch.sigmoid(_unchanged(held, version) / temperature)) / temperature
 
-        return MaskParts((held >= 0).to(scores.dtype), surrogate)
+        return MaskParts(indicator(held, keep_zero=True), surrogate)
 
 
 MASK_STRATEGIES: dict[str, type[MaskStrategy]] = {

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from supermask_pipeline.seeds import RunSeeds
+from supermask_pipeline.training.allocator import keep_cpu_memory
 from supermask_pipeline.training.checkpoint import (
     CheckpointStore,
     Checkpointing,
@@ -135,6 +136,8 @@ class TrainingRun:
                 "pass a validation split or set early_stopping_patience: 0 and restore_best: false."
             )
         self.device = train_data.labels.device
+        if self.device.type == "cpu":
+            keep_cpu_memory()
         if config.channels_last and any(p.dim() == 4 for p in model.parameters()):
             model.to(memory_format=torch.channels_last)
             train_data = channels_last(train_data)
