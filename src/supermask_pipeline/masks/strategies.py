@@ -107,12 +107,15 @@ def _identity(grad: torch.Tensor) -> torch.Tensor:
 def signed_threshold_mask(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """S = sign(M) · 1[|M| > τ] (no gradient): −1, 0 or +1 in the dtype and shape of ``scores``.
 
-    Source: Koster, Grothe & Rettinger (ICLR 2022), Section 3. ``threshold``: 0-d τ ≥ 0;
+    Source: Koster, Grothe & Rettinger (ICLR 2022), Section 3. ``threshold``: 0-d τ ≥ 0, or
+    one τ per leading index broadcast against ``scores`` (batched seeds: (K, 1, …));
     |M| = τ exactly is pruned (strict inequality).
     """
     scores = scores.detach()
     if scores.device.type == "cpu":  # float-only kernels: comparisons to bool are 5–10× slower on the CPU
-        return torch.sign(F.hardshrink(scores, float(threshold)))
+        if threshold.numel() == 1:
+            return torch.sign(F.hardshrink(scores, float(threshold)))
+        return torch.sign(scores) * indicator(scores.abs() - threshold)  # one τ per seed (batched seeds)
     return torch.where(scores.abs() > threshold, torch.sign(scores), 0.0)
 
 
@@ -170,6 +173,9 @@ class MaskStrategy(ABC):
             multiplies its effective weight (ASLP's rescaling, Dupont et al. 2022).
         scale_learning_rate: the learning rate of those scales (their own optimizer group,
             weight decay 0); None when ``learn_scale`` is False.
+        elementwise: whether the deterministic :meth:`parts` act entry by entry, with a state
+            that broadcasts (so K seeds' stacked scores (K, …) with their states (K, 1, …) give
+            every seed's parts in one call: batched seeds).
     """
 
     name: str = ""
@@ -180,6 +186,7 @@ class MaskStrategy(ABC):
     stochastic: bool = False
     learn_scale: bool = False
     scale_learning_rate: float | None = None
+    elementwise: bool = False
 
     def setup(self, initial_scores: torch.Tensor) -> torch.Tensor:
         """Per-layer constant(s) derived from the initial scores, stored as a buffer.
@@ -259,6 +266,7 @@ class DenseStrategy(MaskStrategy):
     """No mask: every weight kept and trained (the dense baseline)."""
 
     name = "dense"
+    elementwise = True
     trains_weights = True
     uses_scores = False
 
@@ -280,6 +288,7 @@ class SignedSupermaskStrategy(MaskStrategy):
     """
 
     name = "signed_supermask"
+    elementwise = True
     binary = False
 
     def __init__(self, threshold_factor: float = 0.4, threshold: float | None = None) -> None:
@@ -317,6 +326,7 @@ class FixedMaskStrategy(MaskStrategy):
     """
 
     name = "fixed_mask"
+    elementwise = True
     trains_weights = True
     trains_scores = False
 
@@ -379,6 +389,7 @@ class BernoulliStrategy(MaskStrategy):
     """
 
     name = "bernoulli"
+    elementwise = True
     stochastic = True
 
     def parts(self, scores, state, generator=None) -> MaskParts:
@@ -401,6 +412,7 @@ class ThresholdStrategy(MaskStrategy):
     """
 
     name = "threshold"
+    elementwise = True
 
     def parts(self, scores, state, generator=None) -> MaskParts:  # noqa: D102
         return _sigmoid_threshold(scores)
@@ -599,6 +611,7 @@ class ASLPStrategy(MaskStrategy):
     """
 
     name = "aslp"
+    elementwise = True
     stochastic = True
 
     def __init__(self, temperature: float = 1.0, learn_scale: bool = False, scale_learning_rate: float = 1e-3) -> None:

@@ -171,8 +171,9 @@ class TrainingRun:
             generators["mask_sampling"] = mask_generator
         return generators
 
-    def run(self) -> pd.DataFrame:
-        """Start or resume, train the remaining epochs, finish; returns the history.
+    def run(self, started: bool = False) -> pd.DataFrame:
+        """Start or resume (unless ``started``: :meth:`start_or_resume` ran already), train the
+        remaining epochs, finish; returns the history.
 
         The determinism settings of ``config.deterministic`` hold for the run and are put
         back afterwards, also when it raises.
@@ -182,7 +183,8 @@ class TrainingRun:
             CheckpointError: a checkpoint could not be written.
         """
         with _determinism(self.config.deterministic, self.device):
-            self.start_or_resume()
+            if not started:
+                self.start_or_resume()
             epochs = tqdm(
                 range(len(self.rows) + 1, self.config.epochs + 1),
                 desc="epochs", unit="epoch", disable=not self.config.show_progress,
@@ -262,6 +264,24 @@ class TrainingRun:
         )
         if bad_step:
             raise self.diverged(epoch, bad_step)
+        return self.end_epoch(epoch, train_loss, train_accuracy, start_time)
+
+    def end_epoch(self, epoch: int, train_loss: float, train_accuracy: float, start_time: float) -> dict[str, float]:
+        """After the optimizer steps of epoch ``epoch``: the history row, validation, best state,
+        early stopping and checkpoint (the second half of :meth:`train_epoch`; the batched engine,
+        :mod:`~supermask_pipeline.training.batched`, calls it for every seed).
+
+        Args:
+            train_loss, train_accuracy: the epoch's mean loss (nats) and accuracy (fraction).
+            start_time: ``time.perf_counter()`` when the epoch started.
+
+        Returns:
+            The history row (see :meth:`train_epoch`).
+
+        Raises:
+            CheckpointError: the checkpoint could not be written.
+        """
+        config = self.config
         lr_now = self.scheduler.get_last_lr()[0]
         row = {
             "epoch": epoch,
