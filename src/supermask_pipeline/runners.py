@@ -83,6 +83,7 @@ class GridSettings:
     retries: int = 0
     ray_address: str | None = None
     ray_max_retries: int = 3
+    batch_seeds: bool = False
 
     @classmethod
     def from_params(cls, grid: Mapping[str, Any]) -> GridSettings:
@@ -104,7 +105,85 @@ class GridSettings:
             retries=number(grid.get("retries", 0), "grid.retries", integer=True),
             ray_address=ray_block.get("address"),
             ray_max_retries=number(ray_block.get("max_retries", 3), "grid.ray.max_retries", integer=True),
+            batch_seeds=_flag(grid.get("batch_seeds", False), "grid.batch_seeds"),
         )
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}.")
+    return value
+
+
+def seed_groups(points: Mapping[str, list[Node]]) -> list[list[str]]:
+    """Point namespaces that differ only in their seed, for ``grid.batch_seeds``: groups of two or
+    more points of a ``training`` method (one engine run each; not lottery or fine-tune points),
+    in grid order."""
+    from supermask_pipeline.experiment.methods import METHODS
+
+    groups: dict[tuple[str, str], list[str]] = {}
+    for namespace in points:
+        match = POINT_NAMESPACE.match(namespace)
+        method = METHODS.get(match["method"]) if match else None
+        if method is not None and method.kind == "training":
+            groups.setdefault((match["architecture"], match["method"]), []).append(namespace)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def execute_seed_group(
+    points: Mapping[str, list[Node]], catalog: Any, runs: Mapping[str, str], num_threads: float | None = None
+) -> dict[str, str]:
+    """Run points that differ only in their seed with one batched training (``grid.batch_seeds``).
+
+    Each point's nodes before ``train`` run in its MLflow run; the train nodes run together
+    (:func:`~supermask_pipeline.pipelines.method.nodes.train_batched`: one batched engine run,
+    each seed's metrics in its own run); each point's outputs are saved, and its nodes after
+    ``train`` run, in its own run.
+
+    Returns:
+        Point namespace → error, for points whose nodes after training failed.
+
+    Raises:
+        Exception: the nodes before training or the batched training failed (the caller then
+            runs the points one by one).
+    """
+    import torch
+
+    from supermask_pipeline.pipelines.method.nodes import train_batched
+
+    threads = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(max(1, int(num_threads)))
+    try:
+        train_nodes = {ns: next(n for n in nodes if n.name == f"{ns}.train") for ns, nodes in points.items()}
+        later = {}
+        for namespace, nodes in points.items():
+            before = Pipeline(nodes).to_nodes(train_nodes[namespace].name).nodes
+            execute_point([n for n in before if n is not train_nodes[namespace]], catalog, runs.get(namespace))
+            later[namespace] = [n for n in nodes if n not in before]
+        calls = [([catalog.load(name) for name in node.inputs], dict(node.func.keywords))
+                 for node in train_nodes.values()]
+        results = train_batched(calls, [runs.get(ns) for ns in points])
+        for (namespace, node), outputs in zip(train_nodes.items(), results):
+            run_id = runs.get(namespace)
+            if run_id is not None:
+                mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
+            try:
+                for name, data in zip(node.outputs, outputs):
+                    catalog.save(name, data)
+            finally:
+                if run_id is not None:
+                    mlflow.end_run()
+    finally:
+        torch.set_num_threads(threads)
+    failed = {}
+    for namespace, nodes in later.items():
+        nodes = [n for n in nodes if n is not train_nodes[namespace]]
+        try:
+            execute_point(nodes, catalog, runs.get(namespace), num_threads)
+        except Exception:  # noqa: BLE001 - recorded like any point's failure
+            failed[namespace] = traceback.format_exc()
+    return failed
 
 
 def split_grid(pipeline: Pipeline) -> tuple[Pipeline, dict[str, list[Node]], Pipeline]:
@@ -271,9 +350,24 @@ class GridRunner(SequentialRunner):
     def _run_points(
         self, points: Mapping[str, list[Node]], catalog: Any, runs: Mapping[str, str], settings: GridSettings
     ) -> dict[str, str]:
-        """Run every point here, one after the other; point namespace → error of the failed ones."""
-        failed = {}
+        """Run every point here, one after the other; point namespace → error of the failed ones.
+        With ``grid.batch_seeds``, points that differ only in their seed train together first
+        (:func:`execute_seed_group`); a group whose batched training fails runs point by point."""
+        failed: dict[str, str] = {}
+        done: set[str] = set()
+        if settings.batch_seeds:
+            for group in seed_groups(points):
+                logger.info("Grid points %s: one batched training of %d seeds.",
+                            ", ".join(_point_name(ns) for ns in group), len(group))
+                try:
+                    failed.update(execute_seed_group({ns: points[ns] for ns in group}, catalog, runs, settings.num_cpus))
+                    done.update(group)
+                except Exception:  # noqa: BLE001 - the points then run one by one
+                    logger.error("Batched training of %s failed; running its points one by one:\n%s",
+                                 ", ".join(_point_name(ns) for ns in group), traceback.format_exc())
         for index, (namespace, nodes) in enumerate(points.items(), start=1):
+            if namespace in done:
+                continue
             logger.info("Grid point %d of %d: %s.", index, len(points), _point_name(namespace))
             for attempt in range(settings.retries + 1):
                 try:
@@ -308,6 +402,8 @@ class RayRunner(GridRunner):
     def _run_points(
         self, points: Mapping[str, list[Node]], catalog: Any, runs: Mapping[str, str], settings: GridSettings
     ) -> dict[str, str]:
+        if settings.batch_seeds:
+            logger.warning("grid.batch_seeds applies to the sequential GridRunner; under Ray every point is its own task.")
         address = settings.ray_address or os.environ.get("RAY_ADDRESS") or None
         if address is None or address.split(":")[0] in ("127.0.0.1", "localhost"):
             # One machine: Ray's own switch for single-machine clusters makes it bind to and

@@ -195,6 +195,42 @@ def train_run(
     return TrainedNetwork(network.effective_weights(), network.mask_scores(), network.masks(), history)
 
 
+def train_runs(
+    runs: list[RunConfig],
+    initial_weights: list[Tensors],
+    initial_mask_scores: list[Tensors],
+    train_split: ImageSplit,
+    val_split: ImageSplit,
+    stores: list[CheckpointStore | None],
+    on_epoch_end: list[EpochCallback | None],
+) -> list[TrainedNetwork]:
+    """Several seeds of one configuration as one batched engine run
+    (:func:`~supermask_pipeline.training.batched.train_seeds`): what :func:`train_run` gives each.
+
+    Raises:
+        ValueError: tensors or splits that do not fit, or runs that differ in more than the seed.
+        TrainingDivergedError: a seed's training loss became NaN or infinite.
+    """
+    from supermask_pipeline.training.batched import train_seeds
+
+    first = runs[0]
+    device = resolve_device(first.training.device)
+    check_split(train_split, first, "train_split")
+    check_split(val_split, first, "val_split")
+    networks = [build_network(run, w, s).to(device) for run, w, s in zip(runs, initial_weights, initial_mask_scores)]
+    histories = train_seeds(
+        networks,
+        device_tensors(train_split, first, device, train_split),
+        device_tensors(val_split, first, device, train_split),
+        [run.training for run in runs],
+        on_epoch_end,
+        [None if store is None else Checkpointing(store, checkpoint_identity(run, train_split, val_split))
+         for run, store in zip(runs, stores)],
+        augment=get_augmentation(first.data.augmentation),
+    )
+    return [TrainedNetwork(n.effective_weights(), n.mask_scores(), n.masks(), h) for n, h in zip(networks, histories)]
+
+
 def evaluate_run(
     run: RunConfig, trained_weights: Tensors, masks: Tensors, test_split: ImageSplit, train_split: ImageSplit
 ) -> tuple[dict[str, float], dict, pd.DataFrame]:

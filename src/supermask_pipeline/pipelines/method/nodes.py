@@ -89,6 +89,35 @@ def train(
     return result.trained_weights, result.trained_mask_scores, result.masks, result.history
 
 
+def train_batched(
+    calls: list[tuple[list[Any], dict[str, str]]], run_ids: list[str | None]
+) -> list[tuple[Tensors, Tensors, Tensors, pd.DataFrame]]:
+    """:func:`train` for several seeds of one configuration in one batched engine run
+    (``grid.batch_seeds``): ``calls`` holds every point's train-node arguments (the node's
+    inputs in order) and its ``method``/``tag`` keywords; each seed's tags, effective
+    parameters and live metrics go to its own MLflow run (``run_ids``, none of them active).
+
+    Returns:
+        Per point, the outputs of :func:`train` (trained_weights, trained_mask_scores, masks,
+        training_history).
+    """
+    runs, weights, scores, stores, loggers = [], [], [], [], []
+    for (args, keywords), run_id in zip(calls, run_ids):
+        initial_weights, initial_mask_scores, _, _, store, *run_args = args
+        run = _run(keywords["method"], *run_args)
+        runs.append(run), weights.append(initial_weights), scores.append(initial_mask_scores), stores.append(store)
+        loggers.append(live_metric_logger(keywords["method"], run_id=run_id) if run_id else None)
+        if run_id:
+            client = mlflow.MlflowClient()
+            client.set_tag(run_id, "method", keywords["tag"])
+            client.set_tag(run_id, "batched_seeds", str(len(calls)))
+            for key, value in run.training.result_parameters().items():
+                client.log_param(run_id, f"{run.name}.effective_training.{key}", value)
+    train_split, val_split = calls[0][0][2], calls[0][0][3]
+    results = assembly.train_runs(runs, weights, scores, train_split, val_split, stores, loggers)
+    return [(r.trained_weights, r.trained_mask_scores, r.masks, r.history) for r in results]
+
+
 def train_lottery(
     initial_weights: Tensors, train_split: ImageSplit, val_split: ImageSplit, test_split: ImageSplit,
     training_checkpoints: CheckpointStore, recipe: Params, defaults: Params, model: Params, dataset: str, seed: int,
