@@ -57,7 +57,9 @@ import time
 
 import torch
 
-from supermask_pipeline.masks import DenseStrategy, SignedSupermaskStrategy
+import torch.nn.functional as F
+
+from supermask_pipeline.masks import DenseStrategy, get_mask_strategy
 from supermask_pipeline.models import MaskedNetwork, count_weights, get_architecture, initialise_tensors
 from supermask_pipeline.training import TensorDataset, TrainingConfig, resolve_device, train
 from supermask_pipeline.training import engine, optimization, run
@@ -86,6 +88,17 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: Every strategy of the engine, with the options of its recipe that change what a step does.
+STRATEGY_OPTIONS = {
+    "signed_supermask": {"threshold": 0.01},
+    "fixed_mask": {},
+    "threshold": {},
+    "bernoulli": {},
+    "edge_popup": {"keep_fraction": 0.5},
+    "aslp": {},
+}
+
+
 def _network(name: str, method: str, device: torch.device) -> MaskedNetwork:
     spec = get_architecture(name)
     if method == "dense":
@@ -93,7 +106,40 @@ def _network(name: str, method: str, device: torch.device) -> MaskedNetwork:
         return MaskedNetwork(spec, DenseStrategy(), weights).to(device)
     weights = initialise_tensors(spec, "signed_constant", 0, 6.0)
     scores = initialise_tensors(spec, "xavier_uniform", 1)
-    return MaskedNetwork(spec, SignedSupermaskStrategy(threshold=0.01), weights, scores).to(device)
+    if method == "fixed_mask":  # a lottery ticket's retraining: a fixed random half of the weights
+        generator = torch.Generator().manual_seed(2)
+        scores = {k: (torch.rand(v.shape, generator=generator) < 0.5).float() for k, v in scores.items()}
+    return MaskedNetwork(spec, get_mask_strategy(method, **STRATEGY_OPTIONS[method]), weights, scores).to(device)
+
+
+def _plain_loop(name: str, data: TensorDataset, args: argparse.Namespace) -> float:
+    """Seconds of one epoch of the dense recipe as a plain PyTorch loop: raw weight tensors,
+    ``F.conv2d``/``F.linear``, ELU, SGD with Nesterov momentum and decoupled weight decay. The
+    floor the engine's dense step is measured against (not part of the package)."""
+    spec = get_architecture(name)
+    weights = [w.to(data.images.device).requires_grad_() for w in initialise_tensors(spec, "elu_uniform", 0, 4.5).values()]
+    optimizer = torch.optim.SGD(weights, lr=LEARNING_RATE, momentum=0.9, nesterov=True)
+    order = torch.randperm(len(data)).to(data.images.device)
+    _sync(data.images.device)
+    start = time.perf_counter()
+    for first in range(0, len(data), args.batch_size):
+        idx = order[first:first + args.batch_size]
+        x, y = data.images[idx], data.labels[idx]
+        layers = iter(weights)
+        for item in spec.conv:
+            x = F.max_pool2d(x, 2) if item == "pool" else F.elu(F.conv2d(x, next(layers), padding=1))
+        x = torch.flatten(x, 1)
+        for i, w in enumerate(layers):
+            x = F.linear(x, w)
+            x = F.elu(x) if i < len(spec.dense) - 1 else x
+        loss = F.cross_entropy(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            torch._foreach_mul_(weights, 1.0 - WEIGHT_DECAY)
+        optimizer.step()
+    _sync(data.images.device)
+    return time.perf_counter() - start
 
 
 def _config(args: argparse.Namespace) -> TrainingConfig:
@@ -128,16 +174,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _images_per_second(name: str, data: TensorDataset, warmup: TensorDataset,
+def _images_per_second(name: str, data: TensorDataset, warmup: TensorDataset, methods: list[str],
                        args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    """Method → images per second of the fastest timed epoch; repeats alternate the methods,
-    so a burst of load from other processes does not fall on one method only."""
+    """Method (and ``plain``) → images per second of the fastest timed epoch; repeats alternate
+    the methods, so a burst of load from other processes does not fall on one method only."""
     config = _config(args)
-    for method in METHODS:
+    for method in methods:
         train(_network(name, method, device), warmup, None, config)
-    best = dict.fromkeys(METHODS, float("inf"))
+    _plain_loop(name, warmup, args)
+    best = dict.fromkeys(["plain", *methods], float("inf"))
     for _ in range(args.repeats):
-        for method in METHODS:
+        best["plain"] = min(best["plain"], _plain_loop(name, data, args))
+        for method in methods:
             model = _network(name, method, device)
             _sync(device)
             start = time.perf_counter()
@@ -159,13 +207,21 @@ def main() -> None:
                         help=f"images in the timed epoch (default {CPU_IMAGES} on CPU, {CUDA_IMAGES} on CUDA)")
     parser.add_argument("--batch-size", type=int, default=128,
                         help="batch of both methods (default 128, the signed-supermask recipe)")
-    parser.add_argument("--repeats", type=int, default=1,
+    parser.add_argument("--methods", default="dense,signed_supermask",
+                        help="comma-separated engine methods (dense and the strategies: " + ",".join(STRATEGY_OPTIONS)
+                             + ") or 'all'; dense is always timed, as the reference")
+    parser.add_argument("--repeats", type=int, default=2,
                         help="timed epochs per cell, each a fresh train() call; the fastest is reported "
                              "(more than 1 on a shared machine)")
     args = parser.parse_args()
 
     wall = time.perf_counter()
     names = [n.strip() for n in args.architectures.split(",") if n.strip()]
+    methods = list(STRATEGY_OPTIONS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = ["dense", *[m for m in methods if m != "dense"]]
+    unknown = sorted(set(methods) - {"dense", *STRATEGY_OPTIONS})
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; known: dense, {', '.join(STRATEGY_OPTIONS)}")
     for name in names:
         try:
             get_architecture(name)
@@ -194,15 +250,17 @@ def main() -> None:
           f"batch {args.batch_size} for both methods; deterministic=False, cudnn.benchmark=True")
     print(f"load average at start (1/5/15 min): {_load()}")
     print()
-    print("| architecture | weights | dense img/s | signed supermask img/s | ratio masked/dense |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    header = " | ".join(f"{m} img/s (÷ dense)" for m in methods if m != "dense")
+    print(f"| architecture | weights | plain loop img/s | engine dense img/s (÷ plain) | {header} |")
+    print("| --- | --- | ---: | ---: |" + " ---: |" * (len(methods) - 1))
     for i, name in enumerate(names):
         spec = get_architecture(name)
         data = _random_data(spec.input_shape, n, device, seed=i, channels_last=args.channels_last)
         warmup = _random_data(spec.input_shape, n_warmup, device, seed=100 + i, channels_last=args.channels_last)
-        rates = _images_per_second(name, data, warmup, args, device)
-        dense, masked = rates["dense"], rates["signed_supermask"]
-        print(f"| {name} | {count_weights(spec):,} | {dense:,.0f} | {masked:,.0f} | {masked / dense:.2f} |", flush=True)
+        rates = _images_per_second(name, data, warmup, methods, args, device)
+        dense, plain = rates["dense"], rates["plain"]
+        cells = " | ".join(f"{rates[m]:,.0f} ({rates[m] / dense:.2f})" for m in methods if m != "dense")
+        print(f"| {name} | {count_weights(spec):,} | {plain:,.0f} | {dense:,.0f} ({dense / plain:.2f}) | {cells} |", flush=True)
         del data, warmup
     print()
     print(f"load average at end (1/5/15 min): {_load()}; wall time {time.perf_counter() - wall:.0f} s")
