@@ -94,3 +94,15 @@ def test_a_stale_hint_never_changes_the_mask():
     hint = ThresholdHint()
     hint.update(0.123, hit=True)  # a hint from some other tensor
     assert torch.equal(top_k_mask(values, 0.3, hint), _stable_top_k(values, 0.3))
+
+
+def test_band_top_k_on_values_of_both_signs_and_at_zero():
+    g = torch.Generator().manual_seed(4)
+    values = torch.randn(BAND_SELECTION_MIN * 2, generator=g)
+    values[:5000] = 0.0  # ties at zero
+    hint = ThresholdHint()
+    for keep in (0.9, 0.5, 0.5, 0.2):
+        assert torch.equal(top_k_mask(values, keep, hint), _stable_top_k(values, keep))
+        magnitudes = values.abs()
+        assert torch.equal(top_k_mask(magnitudes, keep, hint), _stable_top_k(magnitudes, keep))
+        values = values + 1e-4 * torch.randn(values.shape, generator=g)

@@ -457,13 +457,21 @@ class ThresholdHint:
             self.misses += 1
 
 
-def _kth_largest(flat: torch.Tensor, k: int, hint: ThresholdHint | None) -> torch.Tensor:
+def _count_above(flat: torch.Tensor, value: float, nonnegative: bool) -> torch.Tensor:
+    """How many entries of ``flat`` exceed ``value`` (0-d): for entries and ``value`` ≥ 0,
+    sign(hardshrink(flat, value)) summed (two float passes), else a comparison."""
+    if nonnegative and value >= 0:
+        return torch.sign(F.hardshrink(flat, value)).sum()
+    return (flat > value).sum()
+
+
+def _kth_largest(flat: torch.Tensor, k: int, hint: ThresholdHint | None, nonnegative: bool = False) -> torch.Tensor:
     """The k-th largest entry of ``flat`` (0-d), searched in ``hint``'s band first (CPU, large layers)."""
     n = flat.numel()
     use_band = hint is not None and flat.device.type == "cpu" and n >= BAND_SELECTION_MIN
     if use_band and hint.threshold is not None:
         # Counts as float sums of 0/1 (exact below 2^24 entries): bool reductions are slow on the CPU.
-        above = int(indicator(flat - (hint.threshold + hint.width)).sum())
+        above = int(_count_above(flat, hint.threshold + hint.width, nonnegative))
         if above < k:
             band = flat[(flat - hint.threshold).abs_() <= hint.width]
             if above + band.numel() >= k:  # the k-th largest is inside [t − w, t + w]
@@ -502,9 +510,12 @@ def top_k_mask(values: torch.Tensor, keep_fraction: float, hint: ThresholdHint |
         return torch.zeros_like(values).detach()
     # Selection, not a sort: the k-th largest value, everything above it, then the earliest
     # of its ties up to k.
-    threshold = _kth_largest(flat, k, hint)
-    if flat.device.type == "cpu":
-        at_least = indicator(flat - float(threshold), keep_zero=True)  # flat ≥ t, exactly (float kernels)
+    nonnegative = flat.device.type == "cpu" and bool(flat.min() >= 0)  # |s| for edge-popup
+    threshold = _kth_largest(flat, k, hint, nonnegative)
+    if nonnegative:
+        # 1[v ≥ t] = 1[v > t⁻] for t⁻ the float32 just below t: sign(hardshrink(v, t⁻)) for v ≥ 0.
+        below = float(torch.nextafter(threshold, torch.tensor(-math.inf, dtype=threshold.dtype)))
+        at_least = torch.sign(F.hardshrink(flat, below)) if below >= 0 else torch.ones_like(flat)
         if int(at_least.sum()) == k:  # no tie beyond the k-th: no running count needed
             return at_least.reshape(values.shape)
     above = flat > threshold
