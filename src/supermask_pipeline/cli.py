@@ -2,16 +2,65 @@
 as its default runner, so that a grid's points run one by one, each in its own MLflow run, and a
 failing point stops nothing else. Every option of ``kedro run`` is unchanged
 (``--runner=supermask_pipeline.runners.RayRunner`` for Ray, ``--runner=SequentialRunner`` for Kedro's).
+
+Errors of the project (a bad parameter, missing raw files, a corrupt split …: exceptions whose
+class the project defines) end the command with their message alone, exit status 1; so does an
+unknown ``--pipeline``, with the list of the pipelines that exist. ``kedro run --verbose`` (``-v``)
+or the environment variable ``SUPERMASK_TRACEBACK=1`` shows the full traceback instead; any
+other exception (a bug) always shows it.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 
 import click
 from kedro.framework.cli.project import run as kedro_run
 
+from supermask_pipeline.hooks import quiet_library_warnings
+
+quiet_library_warnings()
+
 DEFAULT_RUNNER = "supermask_pipeline.runners.GridRunner"
+#: Set to 1 (or true, yes) for the full traceback of a project error.
+TRACEBACK_VARIABLE = "SUPERMASK_TRACEBACK"
+
+
+class UnknownPipelineError(ValueError):
+    """``--pipeline`` names no registered pipeline; the message lists the ones that exist."""
+
+
+def project_error(error: BaseException) -> BaseException | None:
+    """The first exception in ``error``'s chain (itself, then its causes and contexts) whose class
+    the project defines (Kedro wraps a dataset's error in its own DatasetError), or None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if type(error).__module__.split(".")[0] == "supermask_pipeline":
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def unknown_pipeline(error: BaseException) -> UnknownPipelineError | None:
+    """Kedro's error for an unknown pipeline name, as one that lists every registered pipeline."""
+    text = str(error)
+    if not (isinstance(error, ValueError) and text.startswith("Failed to find the pipeline named '")):
+        return None
+    from kedro.framework.project import pipelines
+
+    name = text.split("'")[1]
+    known = ", ".join(sorted(name for name in pipelines.keys() if name != "__default__"))
+    return UnknownPipelineError(
+        f"No pipeline named {name!r}. Pipelines: {known} (and __default__, the one `kedro run` runs "
+        f"without --pipeline: dense and signed_supermask)."
+    )
+
+
+def traceback_wanted(verbose: bool = False) -> bool:
+    """Whether a project error shows its traceback: ``--verbose`` or ``SUPERMASK_TRACEBACK``."""
+    return verbose or os.environ.get(TRACEBACK_VARIABLE, "").strip().lower() in ("1", "true", "yes")
 
 
 @click.group(name="supermask_pipeline")
@@ -24,4 +73,26 @@ for _option in run.params:
     if _option.name == "runner":
         _option.default = DEFAULT_RUNNER
         _option.help = f"Runner class (default: {DEFAULT_RUNNER}, a sequential runner that isolates grid points)."
+run.params.append(click.Option(
+    ["--verbose", "-v"], is_flag=True, default=False,
+    help=f"Show the full traceback of a project error (or set {TRACEBACK_VARIABLE}=1).",
+))
+_kedro_callback = run.callback
+
+
+def _run(verbose: bool = False, **kwargs):
+    """Kedro's ``run``; a project error or an unknown pipeline ends it with its message alone."""
+    try:
+        return _kedro_callback(**kwargs)
+    except Exception as error:
+        short = project_error(error) or unknown_pipeline(error)
+        if short is None or traceback_wanted(verbose):
+            raise
+        click.secho(f"{type(short).__name__}: {short}", err=True, fg="red")
+        click.secho(f"(The full traceback: kedro run --verbose, or {TRACEBACK_VARIABLE}=1.)", err=True, dim=True)
+        raise SystemExit(1) from None
+
+
+run.callback = _run
+run.help = (run.help or "") + f" A project error prints its message; --verbose or {TRACEBACK_VARIABLE}=1 the traceback."
 cli.add_command(run, "run")

@@ -11,8 +11,10 @@ recipes, METHODS.md).
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -247,6 +249,11 @@ def _data(name: str, values: dict[str, Any]) -> DataConfig:
     return config
 
 
+#: Training fields that must be real numbers: TrainingConfig compares them with ``<``, which
+#: raises TypeError (not a message naming the parameter) for a string such as ``"fast"``.
+NUMERIC_TRAINING_FIELDS = ("learning_rate", "momentum", "weight_decay", "lr_decay_rate", "lr_decay_epochs")
+
+
 def _training(name: str, values: dict[str, Any], presets: dict[str, Any], architecture: str, seed: int) -> TrainingConfig:
     missing = [key for key, value in values.items() if value is None]
     if missing:
@@ -258,9 +265,13 @@ def _training(name: str, values: dict[str, Any], presets: dict[str, Any], archit
             if preset.get(key) is None:
                 raise _fail(name, f"{name}.training.{key} is null and {name}.presets.{architecture} has no {key}; set one of them.")
             values[key] = preset[key]
+    for key in NUMERIC_TRAINING_FIELDS:
+        value = values.get(key)
+        if key in values and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise _fail(name, f"{name}.training.{key} must be a finite number, got {value!r}.")
     try:
         return TrainingConfig.from_params({**values, "seed": seed})
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         raise _fail(name, str(err).replace("training.", f"{name}.training.")) from None
 
 
@@ -337,6 +348,7 @@ def run_config(
     try:
         spec = get_architecture(architecture)
         dataset_name = resolve_dataset(spec.name, dataset)
+        get_architecture(spec.name, dataset_name)  # the dataset's images fit the architecture
     except ValueError as err:
         raise _fail(name, str(err)) from None
     strategy, activation = _method(name, row, _section(name, merged, "method"))
@@ -359,3 +371,35 @@ def run_config(
         evaluation_samples=evaluation_samples,
         pruning=parsed_pruning,
     )
+
+
+def validate_run(parameters: Mapping[str, Any], methods: Iterable[str]) -> dict[str, RunConfig]:
+    """Every method's :class:`RunConfig` from the session's merged parameters, parsed in full
+    (block over ``defaults``, architecture, dataset name, seed, training section included) before
+    anything runs; the first bad parameter raises.
+
+    Args:
+        parameters: the session's parameters (``catalog.load("parameters")``).
+        methods: names of :data:`~supermask_pipeline.experiment.methods.METHODS` the run trains.
+
+    Returns:
+        method name → its configuration, in sorted order.
+
+    Raises:
+        ParameterError: the first bad parameter (the message names it and the fix).
+    """
+    return {
+        name: run_config(name, parameters.get(name), parameters.get("defaults"), parameters.get("model") or {},
+                         parameters.get("dataset", "auto"), parameters.get("seed", 0),
+                         parameters.get("evaluation_samples", 10))
+        for name in sorted(set(methods))
+    }
+
+
+def parameter_digest(parameters: Mapping[str, Any], name: str) -> str:
+    """sha256 of every parameter a run of method ``name`` reads (its block, ``defaults``, ``model``,
+    ``dataset``, ``seed``, ``evaluation_samples``): equal digests, equal parameters logged to MLflow.
+    Used to decide whether an interrupted MLflow run may be continued by a rerun."""
+    keys = (name, "defaults", "model", "dataset", "seed", "evaluation_samples")
+    text = json.dumps({key: parameters.get(key) for key in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

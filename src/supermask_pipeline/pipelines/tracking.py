@@ -1,18 +1,42 @@
-"""MLflow glue shared by the training pipelines: run tags and live per-epoch metrics.
+"""MLflow glue shared by the training pipelines: run tags, live per-epoch metrics, one run per
+method and runs whose process died.
 
-kedro-mlflow opens the run before the pipeline starts; these helpers write into it
-while a long node is still running. Without an active run they do nothing, so the
-library and the tests work without a tracking store.
+kedro-mlflow opens the pipeline's run before the pipeline starts; the project hook
+(:class:`~supermask_pipeline.hooks.MethodRuns`) opens a nested run per method
+(:func:`open_method_run`) and makes it the active run while the method's nodes run; these
+helpers write into the active run while a long node is still running. Without an active run
+they do nothing, so the library and the tests work without a tracking store.
+
+Every run the project opens is tagged with its process (:func:`process_tags`: host, pid and
+the pid's start time), so that the next ``kedro run`` on the same host can tell a RUNNING run
+whose process is gone (SIGKILL, power cut) and mark it KILLED (:func:`mark_stale_runs`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
 import mlflow
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+logger = logging.getLogger(__name__)
+
+#: Tags naming the process that runs an MLflow run.
+HOST_TAG, PID_TAG, PID_START_TAG = "supermask.host", "supermask.pid", "supermask.pid_start"
+#: Set on a run found RUNNING after its process died: what happened, and who noticed.
+KILLED_TAG = "supermask.killed"
+#: On a method run: sha256 of the parameters it was started with (continued only with the same).
+DIGEST_TAG = "supermask.parameter_digest"
+#: Longest parameter value MLflow takes; longer values become tags (as kedro-mlflow's strategy ``tag``).
+MAX_PARAM_LENGTH = 6000
 
 LIVE_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "remaining_weights", "learning_rate")
 
@@ -72,7 +96,166 @@ def live_metric_logger(
         elif metrics:  # a given run (batched seeds: one run per seed, none of them active)
             timestamp = int(time.time() * 1000)
             client.log_batch(run_id, metrics=[Metric(key, value, timestamp, int(epoch)) for key, value in metrics.items()])
-            for key in metrics:
-                logged[key].add(int(epoch))
+        for key in metrics:
+            logged[key].add(int(epoch))
 
     return log
+
+
+def _pid_start(pid: int) -> str:
+    """The start time of process ``pid`` (clock ticks since boot, /proc/<pid>/stat field 22), or
+    "" where /proc cannot tell: tells a reused pid from the process that tagged a run."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def process_tags() -> dict[str, str]:
+    """This process as run tags: host name, pid and the pid's start time."""
+    pid = os.getpid()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), PID_START_TAG: _pid_start(pid)}
+
+
+def process_alive(tags: Mapping[str, str]) -> bool | None:
+    """Whether the process named by a run's :func:`process_tags` still runs: None where this
+    host cannot tell (no tags, another host), False where the pid is gone or now belongs to a
+    process started later."""
+    host, pid = tags.get(HOST_TAG), tags.get(PID_TAG, "")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        pass
+    started = tags.get(PID_START_TAG, "")
+    return not started or _pid_start(int(pid)) in ("", started)
+
+
+def mark_stale_runs(experiment_id: str, exclude: set[str] = frozenset()) -> list[str]:
+    """Mark KILLED every RUNNING run of the experiment whose process (on this host) is gone, and
+    the RUNNING runs nested under those that carry no process tags (grid points, created by their
+    grid's process). Runs of other hosts and of live processes are left alone.
+
+    Returns:
+        the ids of the runs marked KILLED.
+    """
+    client = mlflow.MlflowClient()
+    running = [run for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=5000)
+               if run.info.run_id not in exclude]
+    killed = {}
+    for run in running:
+        if process_alive(run.data.tags) is False:
+            killed[run.info.run_id] = (f"process {run.data.tags[PID_TAG]} on {run.data.tags[HOST_TAG]} ended while "
+                                       f"the run was RUNNING")
+    for run in running:
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if run.info.run_id not in killed and PID_TAG not in run.data.tags and parent in killed:
+            killed[run.info.run_id] = f"its parent run {parent} was killed"
+    for run_id, reason in killed.items():
+        client.set_tag(run_id, KILLED_TAG, f"{reason}; marked KILLED by the next kedro run")
+        client.set_terminated(run_id, "KILLED")
+        logger.warning("MLflow run %s was still RUNNING but %s: marked KILLED.", run_id, reason)
+    return list(killed)
+
+
+class RecordStore(Protocol):
+    """Where a method keeps the id of its MLflow run (a catalog entry ``<namespace>.mlflow_run``)."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, record: dict[str, Any]) -> None: ...
+
+
+def _continuable(record: Mapping[str, Any] | None, digest: str, experiment_id: str):
+    """The recorded run, if a rerun may continue it: same store and experiment, same parameters,
+    and interrupted (RUNNING with its process gone, or marked KILLED for that reason)."""
+    if not record or record.get("tracking_uri") != mlflow.get_tracking_uri() or not digest:
+        return None
+    try:
+        run = mlflow.MlflowClient().get_run(str(record.get("run_id")))
+    except MlflowException:
+        return None
+    if run.info.experiment_id != experiment_id or run.info.lifecycle_stage != "active":
+        return None
+    if run.data.tags.get(DIGEST_TAG) != digest:
+        logger.info("The parameters of method run %s changed since it was interrupted; a new run starts.",
+                    run.info.run_id)
+        return None
+    interrupted = (run.info.status == "RUNNING" and process_alive(run.data.tags) is False) or (
+        run.info.status == "KILLED" and KILLED_TAG in run.data.tags)
+    return run if interrupted else None
+
+
+def open_method_run(name: str, config: Any, digest: str, store: RecordStore) -> str:
+    """Open the MLflow run of method ``name`` nested under the active (pipeline) run and make it
+    active, or continue the run a dead process left for it.
+
+    The run a method was last given is recorded in ``store`` (``<namespace>.mlflow_run``,
+    beside the method's models and checkpoints). If that run was interrupted (its process died
+    while it was RUNNING) and the parameters are the same (``digest``), it is continued: same
+    run id, moved under the new pipeline run, its steps already logged are not logged again
+    (:func:`live_metric_logger`), and the training resumes from its checkpoint. Otherwise a new
+    run ``name`` starts.
+
+    Args:
+        name: the method (its namespace).
+        config: its :class:`~supermask_pipeline.experiment.config.RunConfig` (tags
+            ``architecture``, ``dataset``, ``seed``), or None.
+        digest: :func:`~supermask_pipeline.experiment.config.parameter_digest` of its parameters.
+        store: the record of the method's last run.
+
+    Returns:
+        the id of the method's run, now the active run.
+    """
+    parent = mlflow.active_run()
+    tags = {"method": name, DIGEST_TAG: digest, **process_tags()}
+    if config is not None:
+        tags.update(architecture=config.model.architecture, dataset=config.model.dataset, seed=str(config.seed))
+    client = mlflow.MlflowClient()
+    old = _continuable(store.load(), digest, parent.info.experiment_id)
+    if old is not None:
+        old_parent = old.data.tags.get("mlflow.parentRunId")
+        run = mlflow.start_run(run_id=old.info.run_id, nested=True)
+        client.delete_tag(old.info.run_id, KILLED_TAG) if KILLED_TAG in old.data.tags else None
+        count = int(old.data.tags.get("supermask.continued", "0")) + 1
+        mlflow.set_tags({**tags, "mlflow.parentRunId": parent.info.run_id, "supermask.continued": str(count)})
+        if old_parent and old_parent != parent.info.run_id:
+            client.set_tag(old_parent, f"supermask.continued_by.{name}", parent.info.run_id)
+        logger.info("Method %s continues its interrupted MLflow run %s (now under run %s).",
+                    name, old.info.run_id, parent.info.run_id)
+    else:
+        run = mlflow.start_run(run_name=name, nested=True, tags=tags)
+        logger.info("Method %s: MLflow run %s, nested under run %s.", name, run.info.run_id, parent.info.run_id)
+    store.save({"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                "tracking_uri": mlflow.get_tracking_uri(), "parameter_digest": digest})
+    return run.info.run_id
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def log_node_parameters(inputs: Mapping[str, Any]) -> None:
+    """Log a node's parameter inputs (``params:<name>``, flattened with ".") to the active run, as
+    kedro-mlflow logs them to the pipeline's run; values too long for MLflow become tags."""
+    if mlflow.active_run() is None:
+        return
+    params = _flatten({key[len("params:"):]: value for key, value in inputs.items() if key.startswith("params:")})
+    long = {key: str(value) for key, value in params.items() if len(str(value)) > MAX_PARAM_LENGTH}
+    short = {key: value for key, value in params.items() if key not in long}
+    if short:
+        mlflow.log_params(short)
+    if long:
+        mlflow.set_tags(long)
