@@ -50,11 +50,14 @@ def unknown_pipeline(error: BaseException) -> UnknownPipelineError | None:
         return None
     from kedro.framework.project import pipelines
 
+    from supermask_pipeline.experiment.methods import METHODS
+
     name = text.split("'")[1]
-    known = ", ".join(sorted(name for name in pipelines.keys() if name != "__default__"))
+    known = ", ".join(sorted(key for key in pipelines.keys() if key != "__default__")) or "see `kedro registry list`"
+    default = " and ".join(key for key, row in METHODS.items() if row.default)
     return UnknownPipelineError(
         f"No pipeline named {name!r}. Pipelines: {known} (and __default__, the one `kedro run` runs "
-        f"without --pipeline: dense and signed_supermask)."
+        f"without --pipeline: {default})."
     )
 
 
