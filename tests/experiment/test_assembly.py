@@ -127,7 +127,9 @@ def test_conv_tensors_have_the_conv_shapes(run_of):
 def test_check_split_accepts_the_architecture_input_and_names_a_wrong_one(run_of, splits):
     check_split(splits["train"], run_of("dense"), "train_split")
     with pytest.raises(ValueError, match=r"train_split holds images of shape \(28, 28, 1\) \(tiny\), but architecture "
-                                         r"'conv2' takes \(32, 32, 3\) \(cifar10\).*--params=model\.architecture=conv2"):
+                                         r"'conv2' on dataset 'cifar10' takes \(32, 32, 3\): the split file .*"
+                                         r"data/03_primary/cifar10/train\.h5\) is not of 'cifar10'\. Rerun the data "
+                                         r"processing .*--params=model\.architecture=conv2,dataset=cifar10"):
         check_split(splits["train"], run_of("dense", architecture="conv2"), "train_split")
 
 

@@ -48,19 +48,25 @@ def _where(tensors: object) -> str:
 def check_split(split: ImageSplit, run: RunConfig, name: str) -> None:
     """Check that a split's images (uint8 (N, H, W, C)) fit the architecture's input (C, H, W).
 
+    The parameters were validated before the run (the architecture fits the dataset), so a
+    mismatch means the split file holds another dataset's images: the file is what is wrong.
+
     Raises:
-        ValueError: another image shape; the message names the split file and both shapes,
-            and says to rerun data_processing for this architecture's dataset.
+        ValueError: another image shape; the message names the split (catalog entry and default
+            file), both shapes and the fix: rerun data_processing for the run's dataset.
     """
     spec = run.model.spec
     channels, height, width = spec.input_shape
     found = tuple(split.images.shape[1:])
     if found != (height, width, channels):
+        dataset = run.model.dataset
         raise ValueError(
             f"{name} holds images of shape {found} ({split.attrs.get('source', '?')}), but architecture "
-            f"{spec.name!r} takes {(height, width, channels)} ({spec.dataset}). Pass the architecture as a "
-            f"runtime parameter (--params=model.architecture={spec.name}) or set it in conf/base/globals.yml, "
-            f"so that the catalog picks the matching splits."
+            f"{spec.name!r} on dataset {dataset!r} takes {(height, width, channels)}: the split file (catalog "
+            f"entry {name!r}, by default data/03_primary/{dataset}/{name.removesuffix('_split')}.h5) is not of "
+            f"{dataset!r}. Rerun the data processing for it (kedro run --pipeline=data_processing "
+            f"--params=model.architecture={spec.name},dataset={dataset}), after checking that the catalog entry "
+            f"raw_images (source, root) is of {dataset!r}."
         )
 
 
