@@ -149,6 +149,7 @@ def execute_seed_group(
     """
     import torch
 
+    from supermask_pipeline.pipelines.datasets_tracking import log_split_inputs
     from supermask_pipeline.pipelines.method.nodes import train_batched
 
     threads = torch.get_num_threads()
@@ -169,6 +170,7 @@ def execute_seed_group(
             if run_id is not None:
                 mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
             try:
+                log_split_inputs(train=calls[0][0][2], val=calls[0][0][3])  # the run's Dataset column
                 for name, data in zip(node.outputs, outputs):
                     catalog.save(name, data)
             finally:

@@ -137,6 +137,7 @@ def train_lottery(
     """
     run = _run(method, recipe, defaults, model, dataset, seed)
     _start(run, tag)
+    log_split_inputs(train=train_split, val=val_split)
     epoch_loggers = {c.name: live_metric_logger(f"{method}.{c.name}") for c in run.pruning.configurations}
     round_loggers = {c.name: live_metric_logger(f"{method}.{c.name}.round", ROUND_METRICS)
                      for c in run.pruning.configurations}
@@ -189,6 +190,7 @@ def evaluate(
     values, summary, table = assembly.evaluate_run(
         _run(method, recipe, defaults, model, dataset, seed), trained_weights, masks, test_split, train_split
     )
+    log_split_inputs(test=test_split)  # MLflow's Dataset column: the split the test figures are of
     return _metrics(values), summary, table
 
 
