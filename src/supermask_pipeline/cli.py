@@ -32,14 +32,17 @@ class UnknownPipelineError(ValueError):
 
 
 def project_error(error: BaseException) -> BaseException | None:
-    """The first exception in ``error``'s chain (itself, then its causes and contexts) whose class
-    the project defines (Kedro wraps a dataset's error in its own DatasetError), or None."""
+    """The first exception in ``error``'s chain whose class the project defines, or None: itself,
+    then what it was raised from, and what a Kedro error was raised while handling (Kedro wraps
+    a dataset's error in its own DatasetError). A bug raised while handling a project error is
+    not one: its traceback is shown."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if type(error).__module__.split(".")[0] == "supermask_pipeline":
+        module = type(error).__module__.split(".")[0]
+        if module == "supermask_pipeline":
             return error
-        error = error.__cause__ or error.__context__
+        error = error.__cause__ or (error.__context__ if module == "kedro" else None)
     return None
 
 

@@ -250,10 +250,8 @@ class MethodRuns:
         if name not in self.pending or self.parent_id is None or mlflow.active_run() is None:
             return
         if name not in self.runs:
-            run_id = tracking.open_method_run(
-                name, self.parameters.configs.get(name), self.parameters.digests.get(name, ""),
-                _RecordStore(catalog, f"{name}.mlflow_run"),
-            )
+            run_id = tracking.open_method_run(name, self.parameters.configs.get(name),
+                                              self.parameters.digests.get(name, ""), SESSION.get("project_path", ""))
             self.runs[name] = _MethodRun(run_id, set(self.pending[name]))
         else:
             mlflow.start_run(run_id=self.runs[name].run_id, nested=True)
@@ -330,24 +328,6 @@ class MethodRuns:
         while mlflow.active_run() is not None:
             mlflow.end_run("KILLED")
         self._done()
-
-
-class _RecordStore:
-    """The method's ``<namespace>.mlflow_run`` catalog entry (the id of its MLflow run beside its
-    model files), loaded and saved through the catalog; absent or unreadable reads as None."""
-
-    def __init__(self, catalog: Any, name: str) -> None:
-        self.catalog, self.name = catalog, name
-
-    def load(self) -> dict[str, Any] | None:
-        try:
-            return self.catalog.load(self.name) if self.catalog.exists(self.name) else None
-        except Exception:  # noqa: BLE001 - a damaged record only means the run is not continued
-            logger.warning("Could not read %s; the method gets a new MLflow run.", self.name)
-            return None
-
-    def save(self, record: dict[str, Any]) -> None:
-        self.catalog.save(self.name, record)
 
 
 #: Method-run hooks inside a pipeline run (at most one per process): ended KILLED at exit.

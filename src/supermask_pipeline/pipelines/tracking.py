@@ -21,11 +21,10 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import mlflow
 from mlflow.entities import Metric
-from mlflow.exceptions import MlflowException
 
 logger = logging.getLogger(__name__)
 
@@ -163,65 +162,63 @@ def mark_stale_runs(experiment_id: str, exclude: set[str] = frozenset()) -> list
     return list(killed)
 
 
-class RecordStore(Protocol):
-    """Where a method keeps the id of its MLflow run (a catalog entry ``<namespace>.mlflow_run``)."""
-
-    def load(self) -> dict[str, Any] | None: ...
-
-    def save(self, record: dict[str, Any]) -> None: ...
+#: On a method run: the project folder it ran in (its checkpoints are there).
+PROJECT_TAG = "supermask.project"
 
 
-def _continuable(record: Mapping[str, Any] | None, digest: str, experiment_id: str):
-    """The recorded run, if a rerun may continue it: same store and experiment, same parameters,
-    and interrupted (RUNNING with its process gone, or marked KILLED for that reason)."""
-    if not record or record.get("tracking_uri") != mlflow.get_tracking_uri() or not digest:
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def interrupted_run(name: str, digest: str, project: str, experiment_id: str):
+    """The newest run of method ``name`` with these parameters (``digest``) in this project, if
+    it was interrupted: RUNNING with its process gone, or marked KILLED for that reason (by
+    :func:`mark_stale_runs`); else None."""
+    if not digest:
         return None
-    try:
-        run = mlflow.MlflowClient().get_run(str(record.get("run_id")))
-    except MlflowException:
+    query = (f"tags.method = {_quoted(name)} and tags.`{DIGEST_TAG}` = {_quoted(digest)} "
+             f"and tags.`{PROJECT_TAG}` = {_quoted(project)}")
+    runs = mlflow.MlflowClient().search_runs([experiment_id], query, order_by=["attributes.start_time DESC"],
+                                            max_results=1)
+    if not runs:
         return None
-    if run.info.experiment_id != experiment_id or run.info.lifecycle_stage != "active":
-        return None
-    if run.data.tags.get(DIGEST_TAG) != digest:
-        logger.info("The parameters of method run %s changed since it was interrupted; a new run starts.",
-                    run.info.run_id)
-        return None
+    run = runs[0]
     interrupted = (run.info.status == "RUNNING" and process_alive(run.data.tags) is False) or (
         run.info.status == "KILLED" and KILLED_TAG in run.data.tags)
     return run if interrupted else None
 
 
-def open_method_run(name: str, config: Any, digest: str, store: RecordStore) -> str:
+def open_method_run(name: str, config: Any, digest: str, project: str = "") -> str:
     """Open the MLflow run of method ``name`` nested under the active (pipeline) run and make it
     active, or continue the run a dead process left for it.
 
-    The run a method was last given is recorded in ``store`` (``<namespace>.mlflow_run``,
-    beside the method's models and checkpoints). If that run was interrupted (its process died
-    while it was RUNNING) and the parameters are the same (``digest``), it is continued: same
-    run id, moved under the new pipeline run, its steps already logged are not logged again
-    (:func:`live_metric_logger`), and the training resumes from its checkpoint. Otherwise a new
-    run ``name`` starts.
+    If the newest run of the method with the same parameters (``digest``) in this project was
+    interrupted (its process died while it was RUNNING, :func:`interrupted_run`), it is
+    continued: same run id, moved under the new pipeline run, the steps it holds are not logged
+    again (:func:`live_metric_logger`), and the training resumes from its checkpoint.
+    Otherwise a new run ``name`` starts. Nothing is written but to the tracking store.
 
     Args:
         name: the method (its namespace).
         config: its :class:`~supermask_pipeline.experiment.config.RunConfig` (tags
             ``architecture``, ``dataset``, ``seed``), or None.
         digest: :func:`~supermask_pipeline.experiment.config.parameter_digest` of its parameters.
-        store: the record of the method's last run.
+        project: the project folder (tag ``supermask.project``).
 
     Returns:
         the id of the method's run, now the active run.
     """
     parent = mlflow.active_run()
-    tags = {"method": name, DIGEST_TAG: digest, **process_tags()}
+    tags = {"method": name, DIGEST_TAG: digest, PROJECT_TAG: project, **process_tags()}
     if config is not None:
         tags.update(architecture=config.model.architecture, dataset=config.model.dataset, seed=str(config.seed))
     client = mlflow.MlflowClient()
-    old = _continuable(store.load(), digest, parent.info.experiment_id)
+    old = interrupted_run(name, digest, project, parent.info.experiment_id)
     if old is not None:
         old_parent = old.data.tags.get("mlflow.parentRunId")
         run = mlflow.start_run(run_id=old.info.run_id, nested=True)
-        client.delete_tag(old.info.run_id, KILLED_TAG) if KILLED_TAG in old.data.tags else None
+        if KILLED_TAG in old.data.tags:
+            client.delete_tag(old.info.run_id, KILLED_TAG)
         count = int(old.data.tags.get("supermask.continued", "0")) + 1
         mlflow.set_tags({**tags, "mlflow.parentRunId": parent.info.run_id, "supermask.continued": str(count)})
         if old_parent and old_parent != parent.info.run_id:
@@ -231,8 +228,6 @@ def open_method_run(name: str, config: Any, digest: str, store: RecordStore) -> 
     else:
         run = mlflow.start_run(run_name=name, nested=True, tags=tags)
         logger.info("Method %s: MLflow run %s, nested under run %s.", name, run.info.run_id, parent.info.run_id)
-    store.save({"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                "tracking_uri": mlflow.get_tracking_uri(), "parameter_digest": digest})
     return run.info.run_id
 
 

@@ -55,8 +55,10 @@ def test_dense_and_signed_supermask_train_on_each_conv_net(cifar_project, run_ke
         assert loaded.images.shape == (n, 32, 32, 3) and loaded.images.dtype == np.uint8
     spec = get_architecture(architecture)
     mlflow.set_tracking_uri(f"sqlite:///{cifar_project / 'mlflow.db'}")
-    (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], output_format="list")
-    assert run.data.tags["dataset"] == "cifar10" and run.data.tags["architecture"] == architecture
+    runs = mlflow.search_runs(experiment_names=["supermask_pipeline"], output_format="list")  # pipeline, methods
+    for run in runs:
+        assert run.data.tags["dataset"] == "cifar10" and run.data.tags["architecture"] == architecture
+    (run,) = [r for r in runs if r.data.tags.get("method") == "signed_supermask"]
     for method in ("dense", "signed_supermask"):
         masks = _latest(cifar_project / "data" / "06_models" / method / architecture / "masks.safetensors")
         assert {k: tuple(v.shape) for k, v in masks.items()} == {l.name: l.weight_shape for l in layer_specs(spec)}

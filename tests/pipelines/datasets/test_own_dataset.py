@@ -32,7 +32,8 @@ def test_an_idx_dataset_by_configuration_runs_dense_and_signed_supermask(project
 
     # MLflow: the run's Dataset column shows the splits it trained on, digest = content checksum
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], output_format="list")
+    (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], filter_string="tags.method = 'dense'",
+                                output_format="list")  # the dense method's run
     inputs = {(i.dataset.name, i.dataset.digest) for i in mlflow.get_run(run.info.run_id).inputs.dataset_inputs}
     assert ("digits/train", digest[:32]) in inputs
     assert {name for name, _ in inputs} >= {"digits/train", "digits/val"}

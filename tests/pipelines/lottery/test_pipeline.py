@@ -74,7 +74,8 @@ def test_lottery_rounds_outputs_table_and_mlflow(project, run_kedro, caplog):
     # MLflow: one step per round for each configuration's round metrics.
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = mlflow.MlflowClient()
-    run = client.search_runs([client.get_experiment_by_name("supermask_pipeline").experiment_id])[0]
+    (run,) = client.search_runs([client.get_experiment_by_name("supermask_pipeline").experiment_id],
+                                "tags.method = 'lottery'")
     history = client.get_metric_history(run.info.run_id, "lottery.large_final.none.mask.round.test_accuracy")
     assert sorted(m.step for m in history) == [0, 1, 2]
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(

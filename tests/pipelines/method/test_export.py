@@ -28,9 +28,11 @@ def test_every_method_exports_its_network_and_logs_it_as_an_mlflow_model(project
     run_kedro("__default__", {"dense": {"training": TRAINING}, "signed_supermask": {"training": TRAINING}})
     test = HDF5SplitDataset(str(project / "data/03_primary/mnist/test.h5")).load()
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], output_format="list")
+    runs = {r.data.tags.get("method"): r for r in mlflow.search_runs(experiment_names=["supermask_pipeline"],
+                                                                     output_format="list")}
     model_ids = set()
     for method, mode in MODES.items():
+        run = runs[method]  # each method's own MLflow run, nested under the pipeline's
         models = project / "data/06_models" / method / "fcn"
         reports = project / "data/08_reporting" / method / "fcn"
         # The compact file, in the trained weights' version folder, reproduces them bit for bit.
@@ -70,9 +72,9 @@ def test_every_method_exports_its_network_and_logs_it_as_an_mlflow_model(project
         assert mlflow.get_logged_model(record["model_id"]).tags["method"] == method
         model_ids.add(record["model_id"])
 
-    # Both are models of the one run; runs:/<id>/model is the newest of them.
+    # Each is the model of its method's run.
     logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
-    assert {m.model_id for m in logged if m.source_run_id == run.info.run_id} == model_ids
+    assert {m.model_id for m in logged if m.source_run_id in {runs[m_].info.run_id for m_ in MODES}} == model_ids
     newest = max(logged, key=lambda m: m.creation_timestamp)
     loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     assert loaded.metadata.model_id == newest.model_id

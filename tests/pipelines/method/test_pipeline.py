@@ -44,9 +44,11 @@ def _latest(folder):
     return load_file(sorted(folder.glob("*/*.safetensors"))[-1])
 
 
-def _run(project):
+def _run(project, method):
+    """The MLflow run of ``method`` (one per method, nested under the pipeline's run)."""
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], output_format="list")
+    (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], filter_string=f"tags.method = '{method}'",
+                                output_format="list")
     return run
 
 
@@ -102,7 +104,7 @@ def test_every_strategy_prunes_tests_and_reports(project, run_kedro, strategy):
     # Prune and test: a plain dense network of the saved weights gives the logged accuracy.
     accuracy = _dense_accuracy(project, pruned, recipe["data"]["normalisation"])
     assert summary["test_accuracy"] == pytest.approx(accuracy)
-    run = _run(project)
+    run = _run(project, strategy)
     assert run.data.metrics[f"{strategy}.test_accuracy"] == pytest.approx(accuracy)
     assert run.data.metrics[f"{strategy}.remaining_weight_count"] == sum(kept.values())
     assert run.data.tags["method"] == strategy
@@ -147,9 +149,9 @@ def test_fine_tuning_trains_only_the_kept_weights(project, run_kedro):
     accuracy = _dense_accuracy(project, tuned, "scale_01")
     assert summary["test_accuracy"] == pytest.approx(accuracy)
     assert summary["remaining_weight_count"] == before["remaining_weight_count"]
-    run = _run(project)
+    run = _run(project, "fine_tune")
     assert run.data.metrics["fine_tune.test_accuracy"] == pytest.approx(accuracy)
-    assert run.data.metrics["threshold.test_accuracy"] == pytest.approx(before["test_accuracy"])
+    assert _run(project, "threshold").data.metrics["threshold.test_accuracy"] == pytest.approx(before["test_accuracy"])
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "fine_tune.val_accuracy")
     assert [m.step for m in history] == [1]
     assert len(pd.read_csv(project / "data/07_model_output/fine_tune/fcn/training_history.csv")) == 1

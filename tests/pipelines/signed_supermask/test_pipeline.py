@@ -55,7 +55,8 @@ def test_signed_supermask_end_to_end_then_rerun_from_training(project, run_kedro
     # MLflow, read back through the client: params, one step per epoch, final metrics, tags.
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = MlflowClient()
-    (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], output_format="list")
+    (run,) = mlflow.search_runs(experiment_names=["supermask_pipeline"], filter_string="tags.method = 'signed_supermask'",
+                                output_format="list")  # the method's run, nested under the pipeline's
     assert run.data.params["defaults.training.learning_rate"] == "None"  # from the preset:
     assert run.data.params["signed_supermask.presets.fcn.learning_rate"] == "0.05"
     assert run.data.params["signed_supermask.effective_training.learning_rate"] == "0.05"

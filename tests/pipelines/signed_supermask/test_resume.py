@@ -58,7 +58,8 @@ def _metric_steps(run_id: str, key: str) -> list[tuple[int, float]]:
 
 def _newest_run_id(project: Path) -> str:
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["supermask_pipeline"], order_by=["start_time DESC"])
+    runs = mlflow.search_runs(experiment_names=["supermask_pipeline"], filter_string="tags.method = 'signed_supermask'",
+                              order_by=["start_time DESC"])  # the method's run, nested under the pipeline's
     return runs.iloc[0]["run_id"]
 
 

@@ -27,6 +27,13 @@ def test_project_error_is_found_through_kedro_s_wrapping():
     except DatasetError as outer:
         assert isinstance(project_error(outer), ParameterError)
     assert project_error(ValueError("a bug")) is None
+    try:
+        try:
+            raise ParameterError("bad")
+        except ParameterError:
+            raise KeyError("a bug while handling it")  # noqa: B904
+    except KeyError as bug:
+        assert project_error(bug) is None
 
 
 def test_traceback_on_request(monkeypatch: pytest.MonkeyPatch):

@@ -56,21 +56,9 @@ def test_mark_stale_runs_kills_dead_processes_runs_and_their_untagged_children(s
     assert "ended while the run was RUNNING" in client.get_run(dead.info.run_id).data.tags[tracking.KILLED_TAG]
 
 
-class _Record:
-    def __init__(self) -> None:
-        self.record = None
-
-    def load(self):
-        return self.record
-
-    def save(self, record) -> None:
-        self.record = record
-
-
 def test_an_interrupted_method_run_with_the_same_parameters_is_continued(store):
-    record = _Record()
     with mlflow.start_run() as first_parent:
-        first = tracking.open_method_run("dense", None, "d1", record)
+        first = tracking.open_method_run("dense", None, "d1", "/p")
         mlflow.log_metric("dense.val_accuracy", 0.5, step=1)
         mlflow.end_run()  # the method's run (the parent ends with the block)
     client = mlflow.MlflowClient()
@@ -81,7 +69,7 @@ def test_an_interrupted_method_run_with_the_same_parameters_is_continued(store):
     assert sorted(tracking.mark_stale_runs(store)) == sorted([first, first_parent.info.run_id])
 
     with mlflow.start_run() as second_parent:
-        assert tracking.open_method_run("dense", None, "d1", record) == first
+        assert tracking.open_method_run("dense", None, "d1", "/p") == first
         tracking.live_metric_logger("dense")(1, {"val_accuracy": 0.9})  # a replayed step: not logged again
         tracking.live_metric_logger("dense")(2, {"val_accuracy": 0.6})
         mlflow.end_run()
@@ -91,7 +79,7 @@ def test_an_interrupted_method_run_with_the_same_parameters_is_continued(store):
     assert [(m.step, m.value) for m in client.get_metric_history(first, "dense.val_accuracy")] == [(1, 0.5), (2, 0.6)]
     assert client.get_run(first_parent.info.run_id).data.tags["supermask.continued_by.dense"] == second_parent.info.run_id
 
-    with mlflow.start_run():  # finished: a new run
-        assert tracking.open_method_run("dense", None, "d1", record) != first
-        mlflow.end_run()
-    assert record.record["parameter_digest"] == "d1"
+    for digest, project in (("d1", "/p"), ("d2", "/p"), ("d1", "/q")):  # finished; other parameters; other project
+        with mlflow.start_run():
+            assert tracking.open_method_run("dense", None, digest, project) != first
+            mlflow.end_run()
