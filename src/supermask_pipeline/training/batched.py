@@ -36,11 +36,17 @@ from tqdm.auto import tqdm
 from supermask_pipeline.models import MaskedNetwork
 from supermask_pipeline.models.network import rescale_factor
 from supermask_pipeline.models.architectures import POOL
-from supermask_pipeline.masks.strategies import MaskedWeight
+from supermask_pipeline.masks.strategies import MaskedWeight, MaskParts
 from supermask_pipeline.training.checkpoint import Checkpointing
 from supermask_pipeline.training.config import TrainingConfig
 from supermask_pipeline.training.evaluation import TensorDataset
-from supermask_pipeline.training.optimization import Augmentation, _epoch_figures, optimizer_and_schedule
+from supermask_pipeline.training.optimization import (
+    Augmentation,
+    _epoch_figures,
+    decayed_groups,
+    optimizer_and_schedule,
+    optimizer_step,
+)
 from supermask_pipeline.training.run import EpochCallback, TrainingRun, _determinism
 
 logger = logging.getLogger("supermask_pipeline.training.engine")
@@ -99,55 +105,57 @@ class StackedLayer(nn.Module):
             for parameter in own:
                 parameter.data = parameter.data.clone()
 
+    def _stacked_parts(self) -> MaskParts:
+        """Every seed's mask as one (K, …) :class:`MaskParts`: one call of an elementwise
+        strategy on the stacked scores and thresholds, else each seed's parts (its own
+        sampling generator, its own top-k) stacked.
+
+        Raises:
+            ValueError: a strategy that gives no mask parts.
+        """
+        first = self.layers[0]
+        sampling = first.strategy.stochastic and first.sampler.active(first.training)
+        if first.strategy.elementwise and not sampling and first.frozen_mask is None:
+            thresholds = torch.stack([layer.mask_threshold for layer in self.layers])
+            if bool((thresholds == thresholds[0]).all()):
+                thresholds = thresholds[0]
+            else:
+                thresholds = thresholds.view(-1, *([1] * (self.mask_scores.dim() - 1)))
+            return first.strategy.parts(self.mask_scores, thresholds)
+        parts = [layer.mask_parts() for layer in self.layers]
+        if any(part is None for part in parts):
+            raise ValueError(f"Strategy {type(first.strategy).__name__} gives no mask parts; batched seeds need them.")
+        surrogates = [part.surrogate for part in parts]
+        surrogate = None
+        if all(s is not None for s in surrogates):
+            def surrogate(grad: torch.Tensor) -> torch.Tensor:
+                return torch.stack([s(grad[k]) for k, s in enumerate(surrogates)])
+        return MaskParts(torch.stack([part.hard for part in parts]), surrogate)
+
     def effective_weight(self) -> torch.Tensor:
-        """(K, *weight_shape): every seed's ``s · (W ⊙ m · r + P ⊙ (1 − m))``."""
-        if self.mask_scores is None:
-            weight = self.weight
-        else:
-            first = self.layers[0]
-            sampling = first.frozen_mask is None and first.strategy.stochastic and first.sampler.active(first.training)
-            if first.strategy.elementwise and not sampling and first.frozen_mask is None:
-                return self._scaled(self._elementwise_weight())
-            parts = [layer.mask_parts() for layer in self.layers]
-            if any(part is None for part in parts):
-                raise ValueError(
-                    f"Strategy {type(self.layers[0].strategy).__name__} gives no mask parts; batched seeds need them."
-                )
-            hard = torch.stack([part.hard for part in parts])
-            surrogates = [part.surrogate for part in parts]
-            surrogate = None
-            if all(s is not None for s in surrogates):
-                def surrogate(grad: torch.Tensor) -> torch.Tensor:
-                    return torch.stack([s(grad[k]) for k, s in enumerate(surrogates)])
-            weight = MaskedWeight.apply(self.weight, self.mask_scores, hard, surrogate)
+        """(K, *weight_shape) float32: every seed's ``s · (W ⊙ m · r + P ⊙ (1 − m))`` (the
+        formula of :meth:`~supermask_pipeline.models.MaskedLayer.effective_weight`, per seed).
+
+        Raises:
+            ValueError: a strategy that gives no mask parts.
+        """
+        weight = self.weight
+        if self.mask_scores is not None:
+            parts = self._stacked_parts()
+            weight = MaskedWeight.apply(self.weight, self.mask_scores, parts.hard, parts.surrogate)
             if self.rescale:
-                factors = torch.stack([rescale_factor(part.hard) for part in parts])
-                weight = weight * factors.view(-1, *([1] * (weight.dim() - 1)))
+                factors = torch.stack([rescale_factor(hard) for hard in parts.hard])
+                weight = weight * _per_seed_view(factors, weight)
             if self.pruned_values is not None:
-                weight = weight + self.pruned_values * (1.0 - hard)
-        return self._scaled(weight)
-
-    def _elementwise_weight(self) -> torch.Tensor:
-        """The stacked effective weight (before the scale) from one call of the strategy on the
-        stacked scores and thresholds: no per-seed masks to stack."""
-        thresholds = torch.stack([layer.mask_threshold for layer in self.layers])
-        if bool((thresholds == thresholds[0]).all()):
-            thresholds = thresholds[0]
-        else:
-            thresholds = thresholds.view(-1, *([1] * (self.mask_scores.dim() - 1)))
-        parts = self.layers[0].strategy.parts(self.mask_scores, thresholds)
-        weight = MaskedWeight.apply(self.weight, self.mask_scores, parts.hard, parts.surrogate)
-        if self.rescale:
-            factors = torch.stack([rescale_factor(hard) for hard in parts.hard])
-            weight = weight * factors.view(-1, *([1] * (weight.dim() - 1)))
-        if self.pruned_values is not None:
-            weight = weight + self.pruned_values * (1.0 - parts.hard)
-        return weight
-
-    def _scaled(self, weight: torch.Tensor) -> torch.Tensor:
+                weight = weight + self.pruned_values * (1.0 - parts.hard)
         if self.scale is not None:
-            weight = weight * self.scale.view(-1, *([1] * (weight.dim() - 1)))
+            weight = weight * _per_seed_view(self.scale, weight)
         return weight
+
+
+def _per_seed_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(K,) → (K, 1, …, 1), broadcasting one value per seed against ``like`` (K, …)."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 class StackedNetwork(nn.Module):
@@ -164,18 +172,24 @@ class StackedNetwork(nn.Module):
 
     def __init__(self, networks: Sequence[MaskedNetwork]) -> None:
         super().__init__()
+        self.check(networks)
         first = networks[0]
-        for other in networks[1:]:
-            if (other.spec != first.spec or type(other.strategy) is not type(first.strategy)
-                    or vars(other.strategy).keys() != vars(first.strategy).keys()
-                    or other.activation_name != first.activation_name):
-                raise ValueError("Batched seeds need networks of one architecture, strategy and activation.")
         self.networks = list(networks)
         self.spec = first.spec
         self._activation = first._activation
         self.stacked = nn.ModuleList(
             StackedLayer([getattr(network, name) for network in networks]) for name in first.layer_names
         )
+
+    @staticmethod
+    def check(networks: Sequence[MaskedNetwork]) -> None:
+        """Raise ValueError unless the networks share architecture, strategy and activation."""
+        first = networks[0]
+        for other in networks[1:]:
+            if (other.spec != first.spec or type(other.strategy) is not type(first.strategy)
+                    or vars(other.strategy).keys() != vars(first.strategy).keys()
+                    or other.activation_name != first.activation_name):
+                raise ValueError("Batched seeds need networks of one architecture, strategy and activation.")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         seeds, batch = x.shape[0], x.shape[1]
@@ -241,7 +255,7 @@ def train_seeds(
     callbacks = list(on_epoch_end) if on_epoch_end is not None else [None] * seeds
     stores = list(checkpointing) if checkpointing is not None else [None] * seeds
     stores = [None if c is None else Checkpointing(c.store, {**c.identity, **BATCHED_IDENTITY}) for c in stores]
-    stacked = StackedNetwork(models)  # checks the networks before anything runs
+    StackedNetwork.check(models)  # before anything runs or is written
     runs = [TrainingRun(model, train_data, val_data, config, callback, store, augment)
             for model, config, callback, store in zip(models, configs, callbacks, stores)]
     config, device = configs[0], runs[0].device
@@ -252,7 +266,7 @@ def train_seeds(
             logger.warning("The seeds resume from different epochs (%s): training them one after the other.",
                            [len(run.rows) for run in runs])
             return [run.run(started=True) for run in runs]
-        stacked = StackedNetwork(models)  # the resumed values
+        stacked = StackedNetwork(models)  # of the resumed values
         for layer in stacked.stacked:
             layer.bind()
         try:
@@ -288,6 +302,8 @@ def _stacked_optimizer(stacked: StackedNetwork, runs: Sequence[TrainingRun], con
 
 
 def _per_seed(value: object, parameter: torch.Tensor) -> bool:
+    """Whether an optimizer state entry holds one value per entry of ``parameter`` (momentum,
+    Adam's moments), so that it is stacked / sliced per seed; not Adam's shared ``step``."""
     return isinstance(value, torch.Tensor) and value.shape == parameter.shape and value.dim() > 0
 
 
@@ -301,9 +317,7 @@ def _sync_seed_optimizers(stacked: StackedNetwork, runs: Sequence[TrainingRun], 
                 continue
             for k, (run, parameter) in enumerate(zip(runs, own)):
                 run.optimizer.state[parameter] = {
-                    key: value[k] if isinstance(value, torch.Tensor) and value.shape[:1] == (len(runs),)
-                    and value.dim() == big.dim() else value
-                    for key, value in state.items()
+                    key: value[k] if _per_seed(value, big) else value for key, value in state.items()
                 }
     for run in runs:
         for own_group, group in zip(run.optimizer.param_groups, optimizer.param_groups):
@@ -347,13 +361,11 @@ def _stacked_epoch(stacked, runs, data, orders, config, optimizer, scheduler, ep
     """One pass of the K seeds: one batched optimizer step per batch. Returns per seed
     (mean loss, accuracy, first non-finite step or 0), as :func:`~supermask_pipeline.training.optimization.train_epoch`."""
     seeds, n = orders.shape
-    decoupled = config.weight_decay_mode == "decoupled" and config.weight_decay > 0
     bf16 = config.precision == "bf16"
     steps = -(-n // config.batch_size)
     losses = torch.empty(seeds, steps, device=orders.device)
     correct = torch.empty(seeds, steps, device=orders.device, dtype=torch.int64)
-    decayed = [(group["params"], group["decoupled_weight_decay"], group) for group in optimizer.param_groups
-               if decoupled and group["decoupled_weight_decay"] > 0]
+    decayed = decayed_groups(optimizer, config)
     for step in tqdm(range(steps), desc=f"epoch {epoch}", unit="step", leave=False, disable=not config.show_progress):
         idx = orders[:, step * config.batch_size : (step + 1) * config.batch_size]
         x, y = data.images[idx], data.labels[idx]
@@ -363,13 +375,7 @@ def _stacked_epoch(stacked, runs, data, orders, config, optimizer, scheduler, ep
             logits = stacked(x)
             per_seed = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(seeds, -1).mean(1)
             loss = per_seed.sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        with torch.no_grad():
-            for params, weight_decay, group in decayed:
-                torch._foreach_mul_(params, 1.0 - weight_decay * (group["lr"] / group["initial_lr"]))
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, optimizer, scheduler, decayed)
         with torch.no_grad():
             losses[:, step] = per_seed.detach()
             correct[:, step] = (logits.argmax(dim=-1) == y).sum(1)

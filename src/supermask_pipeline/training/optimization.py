@@ -111,6 +111,29 @@ def optimizer_and_schedule(
     return optimizer, scheduler
 
 
+def decayed_groups(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups that get decoupled weight decay (none in l2 mode)."""
+    if config.weight_decay_mode != "decoupled" or config.weight_decay <= 0:
+        return []
+    return [group for group in optimizer.param_groups if group["decoupled_weight_decay"] > 0]
+
+
+def optimizer_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+    decayed: list[dict[str, Any]],
+) -> None:
+    """One optimizer step from ``loss`` (0-d): gradients, decoupled weight decay of the ``decayed``
+    groups (SGDW: p ← p·(1 − wd·lr_t/lr_0), following the schedule, not scaled by the learning
+    rate; TensorFlow Addons, Loshchilov & Hutter 2019), the update, the schedule's next step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    with torch.no_grad():
+        for group in decayed:
+            torch._foreach_mul_(group["params"], 1.0 - group["decoupled_weight_decay"] * (group["lr"] / group["initial_lr"]))
+    optimizer.step()
+    scheduler.step()
+
+
 def train_epoch(
     model: nn.Module,
     data: TensorDataset,
@@ -142,18 +165,13 @@ def train_epoch(
         predictions stay on the device in preallocated buffers, so the host synchronises
         once per epoch, not once per step.
     """
-    decoupled = config.weight_decay_mode == "decoupled" and config.weight_decay > 0
     bf16 = config.precision == "bf16"
     steps_per_epoch = -(-len(data) // config.batch_size)
     # Per-step figures go into preallocated device buffers (one copy per step, no host
     # synchronisation); they are reduced once, after the epoch.
     losses = torch.empty(steps_per_epoch, device=order.device)
     correct = torch.empty(steps_per_epoch, device=order.device, dtype=torch.int64)
-    decayed = [
-        (group["params"], group["decoupled_weight_decay"], group)
-        for group in optimizer.param_groups
-        if decoupled and group["decoupled_weight_decay"] > 0
-    ]
+    decayed = decayed_groups(optimizer, config)
     for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", unit="step", leave=False, disable=not config.show_progress):
         idx = order[step * config.batch_size : (step + 1) * config.batch_size]
         x, y = data.images[idx], data.labels[idx]
@@ -162,14 +180,7 @@ def train_epoch(
         with torch.autocast(device_type=order.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
             loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        with torch.no_grad():
-            # SGDW: p ← p·(1 − wd_t) with wd_t following the learning-rate schedule, not scaled by lr.
-            for params, weight_decay, group in decayed:
-                torch._foreach_mul_(params, 1.0 - weight_decay * (group["lr"] / group["initial_lr"]))
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, optimizer, scheduler, decayed)
         with torch.no_grad():
             losses[step] = loss.detach()
             correct[step] = (logits.argmax(dim=1) == y).sum()
@@ -190,4 +201,12 @@ def _epoch_figures(losses: torch.Tensor, correct: torch.Tensor, n: int, batch_si
     return float(total) / n, float(correct.sum()) / n, int(bad[0]) + 1 if len(bad) else 0
 
 
-__all__ = ["Augmentation", "optimizer_and_schedule", "parameter_groups", "schedule_factor", "train_epoch"]
+__all__ = [
+    "Augmentation",
+    "decayed_groups",
+    "optimizer_and_schedule",
+    "optimizer_step",
+    "parameter_groups",
+    "schedule_factor",
+    "train_epoch",
+]
