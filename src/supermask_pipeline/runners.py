@@ -62,8 +62,7 @@ class GridPointsFailedError(RuntimeError):
 
     def __init__(self, failed: Mapping[str, str]) -> None:
         self.failed = dict(failed)
-        lines = "\n".join(f"  {name}: {error.strip().splitlines()[-1] if error.strip() else error}"
-                          for name, error in self.failed.items())
+        lines = "\n".join(f"  {name}: {error_summary(error)}" for name, error in self.failed.items())
         super().__init__(
             f"{len(self.failed)} grid point(s) failed; the other points finished and the report marks these "
             f"missing (their MLflow runs are FAILED with the error):\n{lines}"
@@ -204,6 +203,26 @@ def split_grid(pipeline: Pipeline) -> tuple[Pipeline, dict[str, list[Node]], Pip
 
 def _point_name(namespace: str) -> str:
     return namespace.removeprefix("grid.")
+
+
+#: An exception's own line in a formatted traceback: ``package.module.SomeError: message``.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failure|Warning)\b.*")
+
+
+def error_summary(error: str) -> str:
+    """One line of a point's error for the report, the point record and GridPointsFailedError.
+
+    The last exception line of the formatted traceback (``RestException: INTERNAL_ERROR: …``)
+    with its first message line, not the text's last line: a multi-line message (SQLAlchemy's
+    ends with ``(Background on this error at: …)``) would else hide what went wrong.
+    """
+    lines = [line.rstrip() for line in error.strip().splitlines() if line.strip()]
+    if not lines:
+        return error
+    for line in reversed(lines):
+        if _EXCEPTION_LINE.match(line):
+            return line
+    return lines[-1]
 
 
 def execute_point(nodes: list[Node], catalog: Any, run_id: str | None, num_threads: float | None = None) -> None:
@@ -394,7 +413,7 @@ class GridRunner(SequentialRunner):
         catalog.save(f"{namespace}.point_record", {
             "grid_id": grid_id, "grid_point": name, "status": "FAILED", "fingerprint": None, "run_id": run_id,
             **{key: own[key] for key in ("architecture", "dataset", "method", "seed")},
-            "error": error.strip().splitlines()[-1] if error.strip() else error,
+            "error": error_summary(error),
         })
 
 

@@ -7,19 +7,26 @@ never look alike.
 
 from __future__ import annotations
 
+import random
+import time
 import warnings
 
 import mlflow
 import mlflow.data
+from mlflow.exceptions import MlflowException
 
 from supermask_pipeline.images import CONTENT_DIGEST, ImageSplit, split_content_sha256
 
-__all__ = ["MLFLOW_DIGEST_LENGTH", "SPLIT_CONTEXTS", "log_split_inputs"]
+__all__ = ["LOG_INPUT_ATTEMPTS", "MLFLOW_DIGEST_LENGTH", "SPLIT_CONTEXTS", "log_split_inputs"]
 
 #: MLflow context of each split (the tag ``mlflow.data.context``).
 SPLIT_CONTEXTS = {"train": "train", "val": "validation", "test": "test"}
 #: MLflow stores a dataset digest in 36 characters: the first 32 hex digits of the sha256 are logged.
 MLFLOW_DIGEST_LENGTH = 32
+#: Attempts of one ``log_inputs`` call that lost the race to create a dataset row (see below).
+LOG_INPUT_ATTEMPTS = 5
+#: Words of the tracking store's error when two runs created the same dataset row at once.
+_UNIQUE_VIOLATION = ("integrityerror", "uniqueviolation", "unique constraint", "duplicate key")
 
 
 def log_split_inputs(
@@ -39,7 +46,7 @@ def log_split_inputs(
     """
     if mlflow.active_run() is None:
         return []
-    names = []
+    names, datasets, contexts = [], [], []
     for key, split in (("train", train), ("val", val), ("test", test)):
         if split is None:
             continue
@@ -47,10 +54,36 @@ def log_split_inputs(
         name = f"{split.attrs.get('source', 'dataset')}/{key}"
         with warnings.catch_warnings():  # MLflow warns while it guesses the kind of a plain-path source
             warnings.simplefilter("ignore")
-            dataset = mlflow.data.from_numpy(
+            datasets.append(mlflow.data.from_numpy(
                 split.images, targets=split.labels, source=str(split.attrs.get("raw_root") or "unknown"),
                 name=name, digest=str(digest)[:MLFLOW_DIGEST_LENGTH],
-            )
-        mlflow.log_input(dataset, context=SPLIT_CONTEXTS[key])
+            ))
+        contexts.append(SPLIT_CONTEXTS[key])
         names.append(name)
+    if datasets:
+        _log_inputs_retrying(datasets, contexts)
     return names
+
+
+def _log_inputs_retrying(datasets: list, contexts: list[str]) -> None:
+    """``mlflow.log_inputs``, again after a lost race to create the experiment's dataset row.
+
+    A dataset is one row per (experiment, name, digest), shared by every run that used it. The
+    tracking store looks the row up and inserts it when missing, in one transaction: two grid
+    points starting at once on a shared server (Ray workers, one PostgreSQL) can both miss it,
+    and the second insert fails on the unique key (SQLAlchemy's IntegrityError). That transaction
+    wrote nothing, and the row now exists, so the same call succeeds when repeated. Any other
+    error, and the last attempt's, is raised unchanged.
+
+    Raises:
+        MlflowException: the tracking store refused the inputs for another reason, or
+            ``LOG_INPUT_ATTEMPTS`` attempts all lost the race.
+    """
+    for attempt in range(1, LOG_INPUT_ATTEMPTS + 1):
+        try:
+            mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=[None] * len(datasets))
+            return
+        except MlflowException as error:
+            if attempt == LOG_INPUT_ATTEMPTS or not any(word in str(error).lower() for word in _UNIQUE_VIOLATION):
+                raise
+            time.sleep(random.uniform(0.05, 0.25) * attempt)  # noqa: S311 - jitter, not cryptography
