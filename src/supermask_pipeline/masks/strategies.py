@@ -567,32 +567,35 @@ class EdgePopupStrategy(MaskStrategy):
         return MaskParts(top_k_mask(held.abs(), self.keep_fraction, hint), surrogate)
 
 
-def gumbel_softmax_keep(logits: torch.Tensor, gumbels: torch.Tensor, temperature: float) -> torch.Tensor:
+def gumbel_softmax_keep(logits: torch.Tensor, noise: torch.Tensor, temperature: float) -> torch.Tensor:
     """Hard Gumbel-softmax sample over the two logits [m, 0] (keep, prune), straight-through.
 
-    With Gumbel noise g_keep, g_prune: the soft sample is
-    softmax([m + g_keep, g_prune] / T)[keep] = σ((m + g_keep − g_prune) / T), the hard sample
-    is 1[m + g_keep ≥ g_prune] (its keep probability is σ(m) for every T > 0), and the
-    result has the hard value with the soft sample's gradient,
-    dL/dm = dL/dmask · σ'((m + g_keep − g_prune) / T) / T (Jang et al. 2017, straight-through
+    With Gumbel noise g_keep, g_prune the soft sample is
+    softmax([m + g_keep, g_prune] / T)[keep] = σ((m + g_keep − g_prune) / T) and the hard
+    sample is 1[m + g_keep ≥ g_prune]: both depend on the noise only through the difference
+    ``noise`` = g_keep − g_prune, which is Logistic(0, 1) distributed (the difference of two
+    independent Gumbel(0, 1) variables), so one logistic draw log(u / (1 − u)), u ~ U(0, 1),
+    gives the same joint distribution of hard and soft sample as two Gumbel draws. The keep
+    probability is σ(m) for every T > 0. The result has the hard value with the soft sample's
+    gradient, dL/dm = dL/dmask · σ'((m + noise) / T) / T (Jang et al. 2017, straight-through
     Gumbel-softmax; Dupont et al. 2022).
 
     Args:
         logits: float tensor m of any shape.
-        gumbels: float tensor (2, *m.shape): ``gumbels[0]`` the keep noise, ``gumbels[1]`` the prune noise.
+        noise: float tensor of the shape of ``logits``: g_keep − g_prune (logistic noise).
         temperature: T > 0.
 
     Returns:
         0/1 tensor of the shape and dtype of ``logits``.
     """
-    parts = _gumbel_parts(logits, gumbels, temperature)
+    parts = _gumbel_parts(logits, noise, temperature)
     return SurrogateMask.apply(logits, parts.hard, parts.surrogate)
 
 
-def _gumbel_parts(logits: torch.Tensor, gumbels: torch.Tensor, temperature: float) -> MaskParts:
-    """:func:`gumbel_softmax_keep` as :class:`MaskParts`: hard 1[m + g_keep ≥ g_prune], the
-    gradient of σ((m + g_keep − g_prune) / T)."""
-    difference = logits.detach() + gumbels[0] - gumbels[1]
+def _gumbel_parts(logits: torch.Tensor, noise: torch.Tensor, temperature: float) -> MaskParts:
+    """:func:`gumbel_softmax_keep` as :class:`MaskParts`: hard 1[m + noise ≥ 0], the
+    gradient of σ((m + noise) / T)."""
+    difference = logits.detach() + noise
     soft = torch.sigmoid(difference / temperature)
     return MaskParts(
         indicator(difference, keep_zero=True),
@@ -634,13 +637,14 @@ class ASLPStrategy(MaskStrategy):
         self.scale_learning_rate = rate if learn_scale else None
 
     def parts(self, scores, state, generator=None) -> MaskParts:
-        """With ``generator``: one hard Gumbel-softmax sample per weight (Gumbel noise
-        −log(−log u), u ~ U[0, 1) from it, :func:`gumbel_softmax_keep`); without: 1[m ≥ 0]
-        with the gradient of σ(m/T)."""
+        """With ``generator``: one hard Gumbel-softmax sample per weight (its logistic noise
+        g_keep − g_prune = log(u / (1 − u)), u ~ U[0, 1) from it, one draw per weight, u
+        clamped to the smallest normal float so the noise stays finite;
+        :func:`gumbel_softmax_keep`); without: 1[m ≥ 0] with the gradient of σ(m/T)."""
         if generator is not None:
-            uniform = torch.rand((2, *scores.shape), generator=generator, device=scores.device, dtype=scores.dtype)
-            gumbels = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(scores.dtype).tiny)))
-            return _gumbel_parts(scores, gumbels, self.temperature)
+            uniform = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
+            noise = torch.logit(uniform, eps=torch.finfo(scores.dtype).tiny)
+            return _gumbel_parts(scores, noise, self.temperature)
         held, version = _held(scores)
         temperature = self.temperature
 
