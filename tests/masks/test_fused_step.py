@@ -106,3 +106,18 @@ def test_band_top_k_on_values_of_both_signs_and_at_zero():
         magnitudes = values.abs()
         assert torch.equal(top_k_mask(magnitudes, keep, hint), _stable_top_k(magnitudes, keep))
         values = values + 1e-4 * torch.randn(values.shape, generator=g)
+
+
+def test_a_move_past_the_band_is_found_in_a_wider_band_without_a_full_selection():
+    g = torch.Generator().manual_seed(5)
+    values = torch.rand(BAND_SELECTION_MIN * 2, generator=g)
+    hint = ThresholdHint()
+    top_k_mask(values, 0.5, hint)  # the first step: a full selection
+    top_k_mask(values, 0.5, hint)  # an unchanged step: the band holds it
+    assert (hint.hits, hint.misses, hint.full_selections) == (1, 1, 1)
+    moved = values + 5 * hint.width  # the threshold moves 5 band widths: outside the band, inside the next
+    assert torch.equal(top_k_mask(moved, 0.5, hint), _stable_top_k(moved, 0.5))
+    assert (hint.hits, hint.misses, hint.full_selections) == (1, 2, 1)
+    jumped = moved * 10  # far outside every retry: the full selection, still exact
+    assert torch.equal(top_k_mask(jumped, 0.5, hint), _stable_top_k(jumped, 0.5))
+    assert hint.full_selections == 2

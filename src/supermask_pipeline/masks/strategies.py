@@ -423,6 +423,11 @@ class ThresholdStrategy(MaskStrategy):
 BAND_SELECTION_MIN = 16_384
 
 
+#: Before a full selection, the band is tried this many more times, each ``BAND_GROWTH`` times wider.
+BAND_RETRIES = 2
+BAND_GROWTH = 16.0
+
+
 class ThresholdHint:
     """Where the k-th largest value of a layer's scores was at the last step: a band to search first.
 
@@ -430,26 +435,29 @@ class ThresholdHint:
     near the last one. :func:`top_k_mask` counts the entries above and below the band
     [t − w, t + w]; when the k-th largest is proven to lie inside it, it selects among the
     band's entries only (a few hundred instead of all), which gives exactly the value a
-    full selection gives; when not, it selects over all entries and widens the band.
+    full selection gives. When not, it tries the band :data:`BAND_RETRIES` more times, each
+    :data:`BAND_GROWTH` times wider (a count and a gather, about a tenth of a full
+    selection each), then selects over all entries; the next band is then wider.
     Correctness never depends on the hint, only the speed.
 
     Attributes:
         threshold: the last k-th largest value t (a float), or None before the first step.
         width: the band's half-width w (≥ 0).
-        hits, misses: how often the band held the k-th value, and how often it did not.
+        hits: steps whose first band held the k-th value; misses: steps whose did not.
+        full_selections: misses whose wider bands did not hold it either (a full selection ran).
     """
 
     def __init__(self) -> None:
         self.threshold: float | None = None
         self.width = 0.0
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.full_selections = 0
 
     def update(self, threshold: float, hit: bool) -> None:
         """Record the new threshold; the next band is twice the last move wide (at least a
-        millionth of |t|), four times wider after a miss."""
+        millionth of |t|), shrinking by a tenth after a hit, four times wider after a miss."""
         moved = 0.0 if self.threshold is None else abs(threshold - self.threshold)
         floor = 1e-6 * abs(threshold) + 1e-12
-        self.width = max(2.0 * moved, 0.5 * self.width if hit else 4.0 * self.width, floor)
+        self.width = max(2.0 * moved, 0.9 * self.width if hit else 4.0 * self.width, floor)
         self.threshold = threshold
         if hit:
             self.hits += 1
@@ -470,17 +478,21 @@ def _kth_largest(flat: torch.Tensor, k: int, hint: ThresholdHint | None, nonnega
     n = flat.numel()
     use_band = hint is not None and flat.device.type == "cpu" and n >= BAND_SELECTION_MIN
     if use_band and hint.threshold is not None:
-        # Counts as float sums of 0/1 (exact below 2^24 entries): bool reductions are slow on the CPU.
-        above = int(_count_above(flat, hint.threshold + hint.width, nonnegative))
-        if above < k:
-            band = flat[(flat - hint.threshold).abs_() <= hint.width]
-            if above + band.numel() >= k:  # the k-th largest is inside [t − w, t + w]
-                value = torch.kthvalue(band, band.numel() - (k - above) + 1).values
-                hint.update(float(value), hit=True)
-                return value
+        width = hint.width
+        for attempt in range(BAND_RETRIES + 1):
+            # Counts as float sums of 0/1 (exact below 2^24 entries): bool reductions are slow on the CPU.
+            above = int(_count_above(flat, hint.threshold + width, nonnegative))
+            if above < k:
+                band = flat[(flat - hint.threshold).abs_() <= width]
+                if above + band.numel() >= k:  # the k-th largest is inside [t − w, t + w]
+                    value = torch.kthvalue(band, band.numel() - (k - above) + 1).values
+                    hint.update(float(value), hit=attempt == 0)
+                    return value
+            width *= BAND_GROWTH
     value = torch.kthvalue(flat, n - k + 1).values
     if use_band:
         hint.update(float(value), hit=False)
+        hint.full_selections += 1
     return value
 
 
