@@ -121,3 +121,16 @@ def test_a_move_past_the_band_is_found_in_a_wider_band_without_a_full_selection(
     jumped = moved * 10  # far outside every retry: the full selection, still exact
     assert torch.equal(top_k_mask(jumped, 0.5, hint), _stable_top_k(jumped, 0.5))
     assert hint.full_selections == 2
+
+
+def test_declaring_the_values_nonnegative_gives_the_same_mask():
+    g = torch.Generator().manual_seed(6)
+    magnitudes = torch.randn(BAND_SELECTION_MIN * 2, generator=g).abs()
+    magnitudes[:300] = magnitudes[300]  # ties at some value
+    declared, found = ThresholdHint(), ThresholdHint()
+    for step in range(5):
+        for keep in (0.5, 0.25):
+            expected = _stable_top_k(magnitudes, keep)
+            assert torch.equal(top_k_mask(magnitudes, keep, declared if keep == 0.5 else None, nonnegative=True), expected)
+            assert torch.equal(top_k_mask(magnitudes, keep, found if keep == 0.5 else None), expected)
+        magnitudes = (magnitudes + 1e-3 * torch.randn(magnitudes.shape, generator=g)).abs()

@@ -445,12 +445,16 @@ class ThresholdHint:
         width: the band's half-width w (≥ 0).
         hits: steps whose first band held the k-th value; misses: steps whose did not.
         full_selections: misses whose wider bands did not hold it either (a full selection ran).
+        candidates: int64 positions of the entries of a 16× wider band at the last full
+            gather, searched first for the band's entries (None before the first).
     """
 
     def __init__(self) -> None:
         self.threshold: float | None = None
         self.width = 0.0
         self.hits = self.misses = self.full_selections = 0
+        self.candidates: torch.Tensor | None = None  # int64 positions near the threshold (see _kth_largest)
+        self.candidates_of = 0  # the numel of the tensor the candidates index
 
     def update(self, threshold: float, hit: bool) -> None:
         """Record the new threshold; the next band is twice the last move wide (at least a
@@ -474,17 +478,25 @@ def _count_above(flat: torch.Tensor, value: float, nonnegative: bool) -> torch.T
 
 
 def _kth_largest(flat: torch.Tensor, k: int, hint: ThresholdHint | None, nonnegative: bool = False) -> torch.Tensor:
-    """The k-th largest entry of ``flat`` (0-d), searched in ``hint``'s band first (CPU, large layers)."""
+    """The k-th largest entry of ``flat`` (0-d), searched in ``hint``'s band first (CPU, large layers).
+
+    The band is (t − w, t + w]: the k-th largest lies in it exactly when
+    above(t + w) < k ≤ above(t − w), with above(x) the number of entries > x. Its entries are
+    gathered from the hint's candidates (the positions of a 16× wider band at the last full
+    gather) when those hold all of them, i.e. as many as above(t − w) − above(t + w), which
+    saves a pass over every entry for the positions; else from all entries.
+    """
     n = flat.numel()
     use_band = hint is not None and flat.device.type == "cpu" and n >= BAND_SELECTION_MIN
     if use_band and hint.threshold is not None:
-        width = hint.width
+        t, width = hint.threshold, hint.width
         for attempt in range(BAND_RETRIES + 1):
             # Counts as float sums of 0/1 (exact below 2^24 entries): bool reductions are slow on the CPU.
-            above = int(_count_above(flat, hint.threshold + width, nonnegative))
+            above = int(_count_above(flat, t + width, nonnegative))
             if above < k:
-                band = flat[(flat - hint.threshold).abs_() <= width]
-                if above + band.numel() >= k:  # the k-th largest is inside [t − w, t + w]
+                inside = int(_count_above(flat, t - width, nonnegative)) - above
+                if above + inside >= k:  # the k-th largest is inside (t − w, t + w]
+                    band = _band_entries(flat, t, width, inside, hint)
                     value = torch.kthvalue(band, band.numel() - (k - above) + 1).values
                     hint.update(float(value), hit=attempt == 0)
                     return value
@@ -496,7 +508,31 @@ def _kth_largest(flat: torch.Tensor, k: int, hint: ThresholdHint | None, nonnega
     return value
 
 
-def top_k_mask(values: torch.Tensor, keep_fraction: float, hint: ThresholdHint | None = None) -> torch.Tensor:
+def _in_band(values: torch.Tensor, t: float, width: float) -> torch.Tensor:
+    """Bool mask of t − w < v ≤ t + w."""
+    return (values > t - width) & (values <= t + width)
+
+
+def _band_entries(flat: torch.Tensor, t: float, width: float, inside: int, hint: ThresholdHint) -> torch.Tensor:
+    """The ``inside`` entries of ``flat`` in (t − w, t + w] (in no particular order): from the
+    hint's candidate positions when they hold all of them, else from all entries (and the
+    candidates become the positions of the 16× wider band)."""
+    candidates = hint.candidates
+    if candidates is not None and hint.candidates_of == flat.numel():
+        near = flat[candidates]
+        band = near[_in_band(near, t, width)]
+        if band.numel() == inside:  # the candidates are distinct positions: they hold every band entry
+            return band
+    wide = BAND_GROWTH * width
+    hint.candidates = torch.nonzero(_in_band(flat, t, wide)).reshape(-1)
+    hint.candidates_of = flat.numel()
+    near = flat[hint.candidates]
+    return near[_in_band(near, t, width)]
+
+
+def top_k_mask(
+    values: torch.Tensor, keep_fraction: float, hint: ThresholdHint | None = None, nonnegative: bool | None = None
+) -> torch.Tensor:
     """1 for the ``round(keep_fraction · numel)`` largest entries of ``values``, else 0.
 
     Exactly that many ones, however many ties: equal values are ranked by their
@@ -511,6 +547,9 @@ def top_k_mask(values: torch.Tensor, keep_fraction: float, hint: ThresholdHint |
             least :data:`BAND_SELECTION_MIN` entries select in the band around the last
             threshold (the same mask, about 15× faster for the FCN's first layer). On other
             devices the selection runs over all entries with no host synchronisation.
+        nonnegative: whether every entry is ≥ 0 (edge-popup's |s|: True), which lets the CPU
+            use float kernels for the counts and the mask; None: found out with a pass over
+            ``values``. Passing True for values with a negative entry gives a wrong mask.
 
     Returns:
         A tensor of the shape, dtype and device of ``values`` holding 0 and 1 (no gradient).
@@ -522,7 +561,10 @@ def top_k_mask(values: torch.Tensor, keep_fraction: float, hint: ThresholdHint |
         return torch.zeros_like(values).detach()
     # Selection, not a sort: the k-th largest value, everything above it, then the earliest
     # of its ties up to k.
-    nonnegative = flat.device.type == "cpu" and bool(flat.min() >= 0)  # |s| for edge-popup
+    if flat.device.type != "cpu":
+        nonnegative = False
+    elif nonnegative is None:
+        nonnegative = bool(flat.min() >= 0)
     threshold = _kth_largest(flat, k, hint, nonnegative)
     if nonnegative:
         # 1[v ≥ t] = 1[v > t⁻] for t⁻ the float32 just below t: sign(hardshrink(v, t⁻)) for v ≥ 0.
@@ -576,7 +618,7 @@ class EdgePopupStrategy(MaskStrategy):
         def surrogate(grad: torch.Tensor) -> torch.Tensor:
             return grad * _unchanged(held, version).sgn()
 
-        return MaskParts(top_k_mask(held.abs(), self.keep_fraction, hint), surrogate)
+        return MaskParts(top_k_mask(held.abs(), self.keep_fraction, hint, nonnegative=True), surrogate)
 
 
 def gumbel_softmax_keep(logits: torch.Tensor, noise: torch.Tensor, temperature: float) -> torch.Tensor:
