@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from supermask_pipeline.images import ImageSplit, split_content_sha256
 from supermask_pipeline.images.idx import encode_idx
 from supermask_pipeline.images.sources import load_raw_images
 from supermask_pipeline.images.specs import RAW_SOURCES, RawSourceSpec
@@ -85,6 +86,16 @@ def make_images(num: int, rng: np.random.Generator, offset: int = 0) -> np.ndarr
     images[:, 0, 0] = index % 256
     images[:, 0, 1] = index // 256
     return images
+
+
+def tiny_split(n: int, seed: int, name: str, source: str = "mine") -> ImageSplit:
+    """A split of ``n`` random uint8 4×4×1 images with labels in 0..2, its attributes as the
+    data processing writes them (source, split, raw_root, content_sha256)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8)
+    labels = rng.integers(0, 3, n).astype(np.int64)
+    return ImageSplit(images, labels, {"source": source, "split": name, "raw_root": f"/data/01_raw/{source}",
+                                       "content_sha256": split_content_sha256(images, labels)})
 
 
 @pytest.fixture

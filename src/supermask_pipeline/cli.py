@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import gc
 import os
 
@@ -66,9 +67,7 @@ def unknown_pipeline(error: BaseException) -> UnknownPipelineError | None:
     )
 
 
-_exit_registered: list[bool] = []
-
-
+@functools.cache
 def freeze_at_exit() -> None:
     """At interpreter exit, :func:`gc.freeze` every object before Python's final collection (registered once).
 
@@ -80,9 +79,7 @@ def freeze_at_exit() -> None:
     at exit anyway. Registered with :mod:`atexit`, so a process that runs several commands (a
     test session) is frozen only when it ends.
     """
-    if not _exit_registered:
-        _exit_registered.append(True)
-        atexit.register(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 def traceback_wanted(verbose: bool = False) -> bool:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import threading
 
 import mlflow
-import numpy as np
 import pytest
 
-from supermask_pipeline.images import ImageSplit, split_content_sha256
 from supermask_pipeline.pipelines import datasets_tracking
 from supermask_pipeline.pipelines.datasets_tracking import log_split_inputs
 
+from ..conftest import tiny_split
 from .conftest import TrackingStore, psycopg2_dsn
 
 pytestmark = pytest.mark.slow
@@ -21,17 +20,9 @@ pytestmark = pytest.mark.slow
 POINTS = 8
 
 
-def _split(n: int, seed: int, name: str) -> ImageSplit:
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8)
-    labels = rng.integers(0, 3, n).astype(np.int64)
-    return ImageSplit(images, labels, {"source": "raced", "split": name, "raw_root": "/data/01_raw/raced",
-                                       "content_sha256": split_content_sha256(images, labels)})
-
-
 def _log_at_once(store: TrackingStore) -> tuple[list[str], list[BaseException]]:
     """POINTS threads, each with a run of its own, log the same two splits after one barrier."""
-    train, val = _split(16, 0, "train"), _split(4, 1, "val")
+    train, val = tiny_split(16, 0, "train", "raced"), tiny_split(4, 1, "val", "raced")
     mlflow.set_tracking_uri(store.tracking_uri)
     barrier, run_ids, errors = threading.Barrier(POINTS), [], []
 

@@ -517,14 +517,12 @@ def _band_entries(flat: torch.Tensor, t: float, width: float, inside: int, hint:
     """The ``inside`` entries of ``flat`` in (t − w, t + w] (in no particular order): from the
     hint's candidate positions when they hold all of them, else from all entries (and the
     candidates become the positions of the 16× wider band)."""
-    candidates = hint.candidates
-    if candidates is not None and hint.candidates_of == flat.numel():
-        near = flat[candidates]
+    if hint.candidates is not None and hint.candidates_of == flat.numel():
+        near = flat[hint.candidates]
         band = near[_in_band(near, t, width)]
         if band.numel() == inside:  # the candidates are distinct positions: they hold every band entry
             return band
-    wide = BAND_GROWTH * width
-    hint.candidates = torch.nonzero(_in_band(flat, t, wide)).reshape(-1)
+    hint.candidates = torch.nonzero(_in_band(flat, t, BAND_GROWTH * width)).reshape(-1)
     hint.candidates_of = flat.numel()
     near = flat[hint.candidates]
     return near[_in_band(near, t, width)]

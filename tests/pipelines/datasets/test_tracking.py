@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import mlflow
-import numpy as np
 import pytest
 
-from supermask_pipeline.images import ImageSplit, split_content_sha256
 from supermask_pipeline.pipelines.datasets_tracking import log_split_inputs
 
-
-def _split(n: int, seed: int, name: str) -> ImageSplit:
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8)
-    labels = rng.integers(0, 3, n).astype(np.int64)
-    return ImageSplit(images, labels, {"source": "mine", "split": name, "raw_root": "/data/01_raw/mine",
-                                       "content_sha256": split_content_sha256(images, labels)})
+from ...conftest import tiny_split
 
 
 @pytest.fixture
@@ -31,11 +23,11 @@ def store(tmp_path):
 
 def test_nothing_without_an_active_run(store):
     assert mlflow.active_run() is None
-    assert log_split_inputs(train=_split(5, 0, "train")) == []
+    assert log_split_inputs(train=tiny_split(5, 0, "train")) == []
 
 
 def test_the_three_splits_are_the_runs_dataset_inputs(store):
-    splits = {"train": _split(8, 0, "train"), "val": _split(3, 1, "val"), "test": _split(4, 2, "test")}
+    splits = {"train": tiny_split(8, 0, "train"), "val": tiny_split(3, 1, "val"), "test": tiny_split(4, 2, "test")}
     with mlflow.start_run() as run:
         assert log_split_inputs(train=splits["train"], val=splits["val"]) == ["mine/train", "mine/val"]
         assert log_split_inputs(test=splits["test"]) == ["mine/test"]
@@ -70,7 +62,7 @@ def test_a_lost_race_for_the_dataset_row_is_retried_and_logs_once(store, monkeyp
     monkeypatch.setattr(datasets_tracking.mlflow, "log_inputs", flaky)
     monkeypatch.setattr(datasets_tracking.time, "sleep", lambda seconds: None)
     with mlflow.start_run() as run:
-        assert log_split_inputs(train=_split(8, 0, "train"), val=_split(3, 1, "val")) == ["mine/train", "mine/val"]
+        assert log_split_inputs(train=tiny_split(8, 0, "train"), val=tiny_split(3, 1, "val")) == ["mine/train", "mine/val"]
     assert len(calls) == 2
     names = sorted(i.dataset.name for i in mlflow.get_run(run.info.run_id).inputs.dataset_inputs)
     assert names == ["mine/train", "mine/val"]
@@ -89,7 +81,7 @@ def test_other_store_errors_and_the_last_lost_race_are_raised(store, monkeypatch
 
     monkeypatch.setattr(datasets_tracking.mlflow, "log_inputs", refuse)
     with mlflow.start_run(), pytest.raises(MlflowException, match="run not found"):
-        log_split_inputs(train=_split(8, 0, "train"))
+        log_split_inputs(train=tiny_split(8, 0, "train"))
     assert len(calls) == 1
 
     calls.clear()
@@ -101,5 +93,5 @@ def test_other_store_errors_and_the_last_lost_race_are_raised(store, monkeypatch
     monkeypatch.setattr(datasets_tracking.mlflow, "log_inputs", always_lose)
     monkeypatch.setattr(datasets_tracking.time, "sleep", lambda seconds: None)
     with mlflow.start_run(), pytest.raises(MlflowException, match="UniqueViolation"):
-        log_split_inputs(train=_split(8, 0, "train"))
+        log_split_inputs(train=tiny_split(8, 0, "train"))
     assert len(calls) == datasets_tracking.LOG_INPUT_ATTEMPTS
