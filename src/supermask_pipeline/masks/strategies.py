@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from supermask_pipeline.masks.uniforms import uniform_like
 from supermask_pipeline.registry import lookup
 
 
@@ -122,13 +123,22 @@ def signed_threshold_mask(scores: torch.Tensor, threshold: torch.Tensor) -> torc
 def indicator(values: torch.Tensor, *, keep_zero: bool = False) -> torch.Tensor:
     """1[values > 0] (``keep_zero``: 1[values ≥ 0]) as 0/1 in the dtype of ``values``, no gradient.
 
-    Computed as sign(relu(x)) (1 − sign(relu(−x))): float kernels, exact for every finite
-    value, several times faster on the CPU than a comparison converted from bool.
+    One comparison written straight into a tensor of the values' dtype: on the CPU a
+    comparison's bool result converted with ``.float()`` costs 5–10× as much (the conversion
+    from bool is not vectorised), and this is also one pass instead of the two of
+    sign(relu(x)). NaN gives 0.
     """
     values = values.detach()
-    if keep_zero:
-        return 1.0 - torch.sign(torch.relu(-values))
-    return torch.sign(torch.relu(values))
+    compare = torch.ge if keep_zero else torch.gt
+    return compare(values, 0, out=torch.empty_like(values))
+
+
+def below(uniform: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:
+    """1[uniform < probability] as 0/1 in the dtype of ``probability`` (one comparison, as
+    :func:`indicator`), no gradient: the Bernoulli(probability) sample of the uniforms.
+    Both float tensors of one shape."""
+    probability = probability.detach()
+    return torch.lt(uniform, probability, out=torch.empty_like(probability))
 
 
 class StraightThrough(torch.autograd.Function):
@@ -372,7 +382,7 @@ def _sigmoid_threshold(scores: torch.Tensor) -> MaskParts:
 def _sigmoid_sample(scores: torch.Tensor, uniform: torch.Tensor) -> MaskParts:
     """m = 1[u < σ(M)] with the gradient of σ(M) (the Bernoulli sample, straight through)."""
     soft = torch.sigmoid(scores.detach())
-    return MaskParts(indicator(soft - uniform), lambda grad: torch.ops.aten.sigmoid_backward(grad, soft))
+    return MaskParts(below(uniform, soft), lambda grad: torch.ops.aten.sigmoid_backward(grad, soft))
 
 
 class BernoulliStrategy(MaskStrategy):
@@ -397,8 +407,7 @@ class BernoulliStrategy(MaskStrategy):
         0/1 in the dtype of ``scores``, gradient through σ(M)."""
         if generator is None:
             return _sigmoid_threshold(scores)
-        uniform = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
-        return _sigmoid_sample(scores, uniform)
+        return _sigmoid_sample(scores, uniform_like(scores, generator))
 
 
 class ThresholdStrategy(MaskStrategy):
@@ -648,6 +657,9 @@ def _gumbel_parts(logits: torch.Tensor, noise: torch.Tensor, temperature: float)
     """:func:`gumbel_softmax_keep` as :class:`MaskParts`: hard 1[m + noise ≥ 0], the
     gradient of σ((m + noise) / T)."""
     difference = logits.detach() + noise
+    if temperature == 1.0:  # x / 1 == x exactly: two passes fewer per layer and step
+        soft = torch.sigmoid(difference)
+        return MaskParts(indicator(difference, keep_zero=True), lambda grad: torch.ops.aten.sigmoid_backward(grad, soft))
     soft = torch.sigmoid(difference / temperature)
     return MaskParts(
         indicator(difference, keep_zero=True),
@@ -694,8 +706,7 @@ class ASLPStrategy(MaskStrategy):
         clamped to the smallest normal float so the noise stays finite;
         :func:`gumbel_softmax_keep`); without: 1[m ≥ 0] with the gradient of σ(m/T)."""
         if generator is not None:
-            uniform = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
-            noise = torch.logit(uniform, eps=torch.finfo(scores.dtype).tiny)
+            noise = torch.logit(uniform_like(scores, generator), eps=torch.finfo(scores.dtype).tiny)
             return _gumbel_parts(scores, noise, self.temperature)
         held, version = _held(scores)
         temperature = self.temperature
