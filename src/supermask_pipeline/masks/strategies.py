@@ -115,7 +115,7 @@ def signed_threshold_mask(scores: torch.Tensor, threshold: torch.Tensor) -> torc
     scores = scores.detach()
     if scores.device.type == "cpu":  # float-only kernels: comparisons to bool are 5–10× slower on the CPU
         if threshold.numel() == 1:
-            return torch.sign(F.hardshrink(scores, float(threshold)))
+            return F.hardshrink(scores, float(threshold)).sign_()  # in place: one tensor less to write
         return torch.sign(scores) * indicator(scores.abs() - threshold)  # one τ per seed (batched seeds)
     return torch.where(scores.abs() > threshold, torch.sign(scores), 0.0)
 
