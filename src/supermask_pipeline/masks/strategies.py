@@ -657,14 +657,14 @@ def _gumbel_parts(logits: torch.Tensor, noise: torch.Tensor, temperature: float)
     """:func:`gumbel_softmax_keep` as :class:`MaskParts`: hard 1[m + noise ≥ 0], the
     gradient of σ((m + noise) / T)."""
     difference = logits.detach() + noise
-    if temperature == 1.0:  # x / 1 == x exactly: two passes fewer per layer and step
-        soft = torch.sigmoid(difference)
-        return MaskParts(indicator(difference, keep_zero=True), lambda grad: torch.ops.aten.sigmoid_backward(grad, soft))
-    soft = torch.sigmoid(difference / temperature)
-    return MaskParts(
-        indicator(difference, keep_zero=True),
-        lambda grad: torch.ops.aten.sigmoid_backward(grad, soft) / temperature,
-    )
+    unit = temperature == 1.0  # x / 1 == x exactly: skip both divisions (two passes per layer and step)
+    soft = torch.sigmoid(difference if unit else difference / temperature)
+
+    def surrogate(grad: torch.Tensor) -> torch.Tensor:
+        grad = torch.ops.aten.sigmoid_backward(grad, soft)
+        return grad if unit else grad / temperature
+
+    return MaskParts(indicator(difference, keep_zero=True), surrogate)
 
 
 class ASLPStrategy(MaskStrategy):

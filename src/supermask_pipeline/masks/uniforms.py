@@ -7,7 +7,7 @@ from two consecutive 32-bit draws as d₂ⱼ · 2³² + d₂ⱼ₊₁, costs abo
 :func:`uniform_like` therefore draws n/2 64-bit integers and splits each into its two
 words, in the stream's order: the same uniforms as ``torch.rand`` of the same generator,
 bit for bit, and the generator ends in the same state (an odd element count takes its last
-uniform from one 32-bit draw), at about 60 % of the cost (measured on the project's 2-core
+uniform from one 32-bit draw), at about three quarters of the cost (measured on the project's 2-core
 CPU, FCN first layer, 235,200 uniforms: 580 → 450 µs, of which 350 µs are the draws; ``benchmarks/README.md``).
 
 Elsewhere (CUDA's Philox generator, float64 or half-precision scores, a big-endian host) it
@@ -39,6 +39,9 @@ def uniform_like(values: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
     Raises:
         RuntimeError: from PyTorch, where ``generator`` is on another device than ``values``.
+
+    Source: PyTorch's ``CPUGeneratorImpl`` (``random64`` joins two 32-bit draws, high word
+    first) and ``uniform_real_distribution`` (24 low bits · 2⁻²⁴ for float32).
     """
     if values.device.type != "cpu" or values.dtype != torch.float32 or generator.device.type != "cpu" \
             or sys.byteorder != "little":
@@ -56,5 +59,6 @@ def uniform_like(values: torch.Tensor, generator: torch.Generator) -> torch.Tens
     if count % 2:
         uniforms[-1:].copy_(torch.empty(1, dtype=torch.int32).random_(0, 1 << _BITS, generator=generator))
     return uniforms.mul_(2.0 ** -_BITS).view(values.shape)
+
 
 __all__ = ["uniform_like"]
