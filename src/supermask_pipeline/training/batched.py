@@ -272,6 +272,10 @@ def train_seeds(
         try:
             optimizer, scheduler = _stacked_optimizer(stacked, runs, config)
             _train_epochs(stacked, runs, optimizer, scheduler, train_data, config, augment)
+        except BaseException:
+            for run in runs:  # an error or interrupt: the checkpoints in flight still land
+                run.close_writer()
+            raise
         finally:
             for layer in stacked.stacked:
                 layer.unbind()

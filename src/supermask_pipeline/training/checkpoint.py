@@ -32,6 +32,7 @@ engine passes (the store and the run's identity).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import hashlib
 import json
@@ -282,6 +283,63 @@ class CheckpointStore:
                 path.unlink(missing_ok=True)
             elif (found := _TEMPORARY.match(path.name)) and not _process_alive(int(found.group(1))):
                 path.unlink(missing_ok=True)
+
+
+class CheckpointWriter:
+    """Writes one run's checkpoints on a background thread, one at a time and in order, so that
+    the next epoch trains while the previous state is serialised, hashed, written and fsynced.
+
+    The state handed to :meth:`submit` is a capture (:func:`capture_state` clones every live
+    tensor), so training may change the model meanwhile. At most one write is in flight: the
+    next :meth:`submit`, :meth:`wait` and :meth:`close` wait for it and raise its error, so a
+    failed write stops the run at most one epoch later and every checkpoint the run reports is
+    on disk. Files are written exactly as :meth:`CheckpointStore.save` writes them (atomically).
+
+    Args:
+        store: where to write.
+        run_fingerprint: the run's fingerprint (its folder in ``store``).
+    """
+
+    def __init__(self, store: CheckpointStore, run_fingerprint: str) -> None:
+        self.store, self.run_fingerprint = store, run_fingerprint
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: tuple[int, concurrent.futures.Future[Path]] | None = None
+        self.saved: tuple[int, Path] | None = None  # (epoch, JSON record) of the newest written checkpoint
+
+    def submit(self, state: TrainingState) -> None:
+        """Start writing ``state`` (after the write in flight has ended).
+
+        Raises:
+            CheckpointError: the previous write failed (this one is then not started).
+        """
+        self.wait()
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer")
+        self._pending = (state.epoch, self._pool.submit(self.store.save, self.run_fingerprint, state))
+
+    def wait(self) -> tuple[int, Path] | None:
+        """Wait for the write in flight; returns (epoch, JSON record) of the newest checkpoint written.
+
+        Raises:
+            CheckpointError: the write failed (earlier checkpoints are untouched).
+        """
+        if self._pending is not None:
+            epoch, future = self._pending
+            self._pending = None
+            self.saved = (epoch, future.result())
+        return self.saved
+
+    def close(self) -> None:
+        """Wait for the write in flight and end the thread; a failed write is logged, not raised
+        (for cleanup while another error propagates: call :meth:`wait` first to see it)."""
+        try:
+            self.wait()
+        except CheckpointError as err:
+            logger.error("%s", err)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
 
 def _process_alive(pid: int) -> bool:

@@ -34,6 +34,7 @@ from supermask_pipeline.seeds import RunSeeds
 from supermask_pipeline.training.allocator import keep_cpu_memory
 from supermask_pipeline.training.checkpoint import (
     CheckpointStore,
+    CheckpointWriter,
     Checkpointing,
     TrainingState,
     capture_state,
@@ -160,7 +161,7 @@ class TrainingRun:
         self.identity: dict[str, Any] = {}
         self.run_fingerprint = ""
         self.last_state: TrainingState | None = None  # the newest captured state (checkpointing only)
-        self.saved: tuple[int, Path] | None = None  # (epoch, JSON record) of the newest checkpoint on disk
+        self.writer: CheckpointWriter | None = None  # writes the checkpoints (checkpointing only)
 
     def generators(self) -> dict[str, torch.Generator]:
         """Stream name → the run's generator, as checkpointed (``rng.<name>``): ``batch_order``
@@ -190,18 +191,21 @@ class TrainingRun:
                 desc="epochs", unit="epoch", disable=not self.config.show_progress,
                 initial=len(self.rows), total=self.config.epochs,
             )
-            for epoch in epochs:
-                if self.stop:
-                    break
-                row = self.train_epoch(epoch)
-                epochs.set_postfix(
-                    loss=f"{row['train_loss']:.4f}",
-                    val_acc=f"{row['val_accuracy']:.4f}",
-                    remaining=f"{row['remaining_weights']:.4f}",
-                )
-                if self.on_epoch_end is not None:
-                    self.on_epoch_end(epoch, row)
-            return self.finish()
+            try:
+                for epoch in epochs:
+                    if self.stop:
+                        break
+                    row = self.train_epoch(epoch)
+                    epochs.set_postfix(
+                        loss=f"{row['train_loss']:.4f}",
+                        val_acc=f"{row['val_accuracy']:.4f}",
+                        remaining=f"{row['remaining_weights']:.4f}",
+                    )
+                    if self.on_epoch_end is not None:
+                        self.on_epoch_end(epoch, row)
+                return self.finish()
+            finally:
+                self.close_writer()  # an error or interrupt: the checkpoint in flight still lands
 
     def start_or_resume(self) -> None:
         """With checkpointing, fingerprint the run and restore its newest checkpoint (with
@@ -220,13 +224,14 @@ class TrainingRun:
             }
             self.run_fingerprint = fingerprint(self.identity)
             store = checkpointing.store
+            self.writer = CheckpointWriter(store, self.run_fingerprint)
             resumed = store.latest(self.run_fingerprint) if self.config.resume else None
             if resumed is not None:
                 self.rows, self.best_state = restore_state(
                     resumed, self.model, self.optimizer, self.scheduler, self.generators()
                 )
                 self.last_state = resumed
-                self.saved = (resumed.epoch, store.folder(self.run_fingerprint) / f"epoch_{resumed.epoch:04d}.json")
+                self.writer.saved = (resumed.epoch, store.folder(self.run_fingerprint) / f"epoch_{resumed.epoch:04d}.json")
                 logger.info(
                     "Resuming from the checkpoint of epoch %d of %d in %s.",
                     resumed.epoch, self.config.epochs, store.folder(self.run_fingerprint),
@@ -278,8 +283,11 @@ class TrainingRun:
         Returns:
             The history row (see :meth:`train_epoch`).
 
+        The checkpoint is written on a background thread (:class:`CheckpointWriter`) while the
+        next epoch trains; :meth:`finish` and :meth:`diverged` wait for it.
+
         Raises:
-            CheckpointError: the checkpoint could not be written.
+            CheckpointError: the previous checkpoint could not be written.
         """
         config = self.config
         lr_now = self.scheduler.get_last_lr()[0]
@@ -303,7 +311,7 @@ class TrainingRun:
         if self.checkpointing is not None:
             self.last_state = self._capture(epoch)
             if epoch % config.checkpoint_every == 0 or epoch == config.epochs or self.stop:
-                self.saved = (epoch, self.checkpointing.store.save(self.run_fingerprint, self.last_state))
+                self.writer.submit(self.last_state)  # written while the next epoch trains
         return row
 
     def diverged(self, epoch: int, step: int) -> TrainingDivergedError:
@@ -314,12 +322,12 @@ class TrainingRun:
             CheckpointError: that state could not be written.
         """
         record = None
-        if self.checkpointing is not None and self.last_state is not None:
-            if self.saved is None or self.saved[0] != self.last_state.epoch:
-                self.saved = (
-                    self.last_state.epoch, self.checkpointing.store.save(self.run_fingerprint, self.last_state)
-                )
-            record = self.saved[1]
+        if self.writer is not None and self.last_state is not None:
+            saved = self.writer.wait()
+            if saved is None or saved[0] != self.last_state.epoch:
+                self.writer.submit(self.last_state)
+                saved = self.writer.wait()
+            record = saved[1]
         where = (
             f"The last finite state (end of epoch {epoch - 1}) is checkpointed at {record}."
             if record else "Checkpointing is off, so no state was saved."
@@ -337,6 +345,7 @@ class TrainingRun:
             DataFrame of :attr:`rows` with :data:`HISTORY_COLUMNS`; ``attrs["best_epoch"]``
             (None without validation data) and ``attrs["stopped_early"]``.
         """
+        self.close_writer(raise_error=True)
         best = best_epoch(self.rows)
         stopped_early = self.stop and len(self.rows) < self.config.epochs
         if stopped_early:
@@ -351,6 +360,18 @@ class TrainingRun:
         history.attrs["best_epoch"] = best
         history.attrs["stopped_early"] = stopped_early
         return history
+
+    def close_writer(self, raise_error: bool = False) -> None:
+        """Wait for the checkpoint being written and end its thread (no-op without checkpointing).
+
+        Raises:
+            CheckpointError: with ``raise_error``, that write failed; without, it is logged
+                (cleanup while another error propagates).
+        """
+        if self.writer is not None:
+            if raise_error:
+                self.writer.wait()
+            self.writer.close()
 
     def _capture(self, epoch: int) -> TrainingState:
         return capture_state(

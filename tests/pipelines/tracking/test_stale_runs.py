@@ -71,7 +71,9 @@ def test_an_interrupted_method_run_with_the_same_parameters_is_continued(store):
     with mlflow.start_run() as second_parent:
         assert tracking.open_method_run("dense", None, "d1", "/p") == first
         tracking.live_metric_logger("dense")(1, {"val_accuracy": 0.9})  # a replayed step: not logged again
-        tracking.live_metric_logger("dense")(2, {"val_accuracy": 0.6})
+        live = tracking.live_metric_logger("dense")
+        live(2, {"val_accuracy": 0.6})
+        live.wait()
         mlflow.end_run()
     run = client.get_run(first)
     assert run.info.status == "FINISHED" and tracking.KILLED_TAG not in run.data.tags

@@ -17,7 +17,12 @@ from supermask_pipeline.export.pyfunc import log_compact_model
 from supermask_pipeline.export.runs import export_run
 from supermask_pipeline.images import ImageSplit
 from supermask_pipeline.pipelines.datasets_tracking import log_split_inputs
-from supermask_pipeline.pipelines.tracking import live_metric_logger, log_effective_parameters, set_run_tags
+from supermask_pipeline.pipelines.tracking import (
+    live_metric_logger,
+    log_effective_parameters,
+    metrics_written,
+    set_run_tags,
+)
 from supermask_pipeline.reporting import plot_accuracy_vs_remaining, plot_remaining_weights, plot_training_curves
 from supermask_pipeline.reporting.records import ticket_history
 from supermask_pipeline.training import CheckpointStore
@@ -84,8 +89,10 @@ def train(
     run = _run(method, recipe, defaults, model, dataset, seed)
     _start(run, tag)
     log_split_inputs(train=train_split, val=val_split)  # MLflow's Dataset column
-    result = assembly.train_run(run, initial_weights, initial_mask_scores, train_split, val_split,
-                                training_checkpoints, live_metric_logger(method))
+    live = live_metric_logger(method)
+    with metrics_written(live):
+        result = assembly.train_run(run, initial_weights, initial_mask_scores, train_split, val_split,
+                                    training_checkpoints, live)
     return result.trained_weights, result.trained_mask_scores, result.masks, result.history
 
 
@@ -114,7 +121,8 @@ def train_batched(
             for key, value in run.training.result_parameters().items():
                 client.log_param(run_id, f"{run.name}.effective_training.{key}", value)
     train_split, val_split = calls[0][0][2], calls[0][0][3]
-    results = assembly.train_runs(runs, weights, scores, train_split, val_split, stores, loggers)
+    with metrics_written(*loggers):
+        results = assembly.train_runs(runs, weights, scores, train_split, val_split, stores, loggers)
     return [(r.trained_weights, r.trained_mask_scores, r.masks, r.history) for r in results]
 
 
@@ -148,8 +156,9 @@ def train_lottery(
     def on_round_end(result: RoundResult) -> None:
         round_loggers[result.configuration.name](result.round, _round_row(result))
 
-    results = assembly.lottery_rounds(run, initial_weights, train_split, val_split, test_split,
-                                      training_checkpoints, on_epoch_end, on_round_end)
+    with metrics_written(*epoch_loggers.values(), *round_loggers.values()):
+        results = assembly.lottery_rounds(run, initial_weights, train_split, val_split, test_split,
+                                          training_checkpoints, on_epoch_end, on_round_end)
     weights, masks, rows, histories = {}, {}, [], []
     for name, rounds in results.items():
         for result in rounds:
