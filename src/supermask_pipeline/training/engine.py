@@ -78,7 +78,9 @@ def train(
 
     Checkpoints (with ``checkpointing``): after every ``config.checkpoint_every`` epochs
     and after the last, the full state (model, optimizer, scheduler, generators, history)
-    is written atomically. With ``config.resume`` a call whose fingerprint (identity,
+    is captured and written atomically on a background thread while the next epoch trains
+    (:class:`~supermask_pipeline.training.checkpoint.CheckpointWriter`); every checkpoint is on
+    disk when the call returns or raises. With ``config.resume`` a call whose fingerprint (identity,
     result-relevant hyperparameters, initial model state, training code) matches a stored
     checkpoint continues after its epoch and ends bit-identical to an uninterrupted run on
     the same machine; a call whose fingerprint differs starts over and logs which inputs
