@@ -21,6 +21,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +68,13 @@ class LiveMetricLogger:
     with ``mlflow_run_id``) are skipped, so resumed curves continue without duplicates.
     ``run_id``: log into that run instead of the active one (batched seeds train several runs at once).
 
-    The metrics go through MLflow's asynchronous logging (``synchronous=False``): the store's
-    write (an SQLite commit, 6 ms an epoch here; an HTTP request to a tracking server) overlaps
-    the next epoch. At most one epoch's write is in flight: the next call waits for it, and
-    :meth:`wait` (called by the train nodes when training ends, also when it fails) for the last.
+    The metrics are written on a background thread of the logger's own (one worker, a
+    synchronous ``MlflowClient.log_batch``): the store's write (an SQLite commit, 6 ms an epoch
+    here; an HTTP request to a tracking server) overlaps the next epoch. At most one epoch's write
+    is in flight: the next call waits for it, and :meth:`wait` (called by the train nodes when
+    training ends, also when it fails) for the last, then ends the thread. (MLflow's own
+    ``synchronous=False`` logging is not used: its queue thread polls with a 1 s timeout, so the
+    run's ``end_run`` waited up to a second for it to stop.)
 
     Raises:
         mlflow.exceptions.MlflowException: (from a call or :meth:`wait`) the previous write failed.
@@ -80,10 +84,11 @@ class LiveMetricLogger:
         self.prefix, self.names, self.run_id = prefix, names, run_id
         self._logged: dict[str, set[int]] = {}
         self._seen_run: str | None = None
-        self._pending = None  # MLflow's RunOperations of the write in flight
+        self._pending: Future | None = None  # the write in flight
+        self._writer: ThreadPoolExecutor | None = None
 
     def __call__(self, epoch: int, row: dict[str, float]) -> None:
-        self.wait()
+        self._finish_pending()
         target = self.run_id
         if target is None:
             run = mlflow.active_run()
@@ -103,26 +108,34 @@ class LiveMetricLogger:
             if name in row and not math.isnan(float(row[name]))
             and int(epoch) not in self._logged[f"{self.prefix}.{name}"]
         }
-        if metrics and self.run_id is None:
-            self._pending = mlflow.log_metrics(metrics, step=int(epoch), synchronous=False)
-        elif metrics:  # a given run (batched seeds: one run per seed, none of them active)
-            timestamp = int(time.time() * 1000)
-            self._pending = client.log_batch(
-                self.run_id, metrics=[Metric(key, value, timestamp, int(epoch)) for key, value in metrics.items()],
-                synchronous=False,
-            )
+        if not metrics:
+            return
+        timestamp = int(time.time() * 1000)
+        batch = [Metric(key, value, timestamp, int(epoch)) for key, value in metrics.items()]
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-metrics")
+        self._pending = self._writer.submit(client.log_batch, target, metrics=batch)
         for key in metrics:
             self._logged[key].add(int(epoch))
 
+    def _finish_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def wait(self) -> None:
-        """Wait until the metrics logged so far are in the store.
+        """Wait until the metrics logged so far are in the store, and end the writer thread
+        (a later call starts a new one).
 
         Raises:
             mlflow.exceptions.MlflowException: the write failed.
         """
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.wait()
+        try:
+            self._finish_pending()
+        finally:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.shutdown(wait=True)
 
 
 def live_metric_logger(

@@ -61,3 +61,32 @@ def test_a_training_error_is_the_one_raised_and_the_metrics_before_it_are_writte
                 live(1, {"train_loss": 0.5})
                 raise RuntimeError("diverged")
         assert _history(store, run.info.run_id, "dense.train_loss") == [(1, 0.5)]
+
+
+def test_writes_run_on_the_loggers_own_thread_which_wait_ends(store, monkeypatch):
+    """The write leaves the training thread; MLflow's asynchronous queue (whose thread polls
+    for a second before it stops, delaying ``end_run``) is not used; ``wait`` ends the thread."""
+    import threading
+
+    writers: list[str] = []
+    log_batch = mlflow.MlflowClient.log_batch
+
+    def recording(self, *args, **kwargs):
+        writers.append(threading.current_thread().name)
+        return log_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", recording)
+    before = {t.ident for t in threading.enumerate() if t.name.startswith("MLflowAsyncLogging")}
+    with mlflow.start_run() as run:
+        live = tracking.live_metric_logger("dense")
+        with tracking.metrics_written(live):
+            live(1, {"train_loss": 0.5})
+            live(2, {"train_loss": 0.25})
+        assert _history(store, run.info.run_id, "dense.train_loss") == [(1, 0.5), (2, 0.25)]
+        assert len(writers) == 2 and all(name.startswith("live-metrics") for name in writers)
+        assert not [t for t in threading.enumerate() if t.name.startswith("live-metrics")]
+        live(3, {"train_loss": 0.125})  # a new writer after wait
+        live.wait()
+        assert _history(store, run.info.run_id, "dense.train_loss")[-1] == (3, 0.125)
+    after = {t.ident for t in threading.enumerate() if t.name.startswith("MLflowAsyncLogging")}
+    assert after <= before
