@@ -123,14 +123,20 @@ def test_a_move_past_the_band_is_found_in_a_wider_band_without_a_full_selection(
     assert hint.full_selections == 2
 
 
-def test_declaring_the_values_nonnegative_gives_the_same_mask():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_ties_at_the_threshold_are_counted_exactly_in_every_float_dtype(dtype):
+    """The band search's count of entries ≥ the k-th value decides whether the ties need the
+    running count; in float16 (sums exact only to 2048) a wrong count would keep too many."""
     g = torch.Generator().manual_seed(6)
     magnitudes = torch.randn(BAND_SELECTION_MIN * 2, generator=g).abs()
-    magnitudes[:300] = magnitudes[300]  # ties at some value
-    declared, found = ThresholdHint(), ThresholdHint()
-    for step in range(5):
-        for keep in (0.5, 0.25):
-            expected = _stable_top_k(magnitudes, keep)
-            assert torch.equal(top_k_mask(magnitudes, keep, declared if keep == 0.5 else None, nonnegative=True), expected)
-            assert torch.equal(top_k_mask(magnitudes, keep, found if keep == 0.5 else None), expected)
+    hint = ThresholdHint()
+    for step in range(6):
+        values = magnitudes.to(dtype)
+        k = values.numel() // 2
+        kth = values.sort(descending=True).values[k - 1]
+        values[:5] = kth  # ties at the k-th value: k + 4 or so entries ≥ it, 16,388 rounds to k in float16
+        mask = top_k_mask(values, 0.5, hint)
+        assert mask.dtype == dtype and int(mask.double().sum()) == k
+        assert torch.equal(mask, _stable_top_k(values, 0.5))
         magnitudes = (magnitudes + 1e-3 * torch.randn(magnitudes.shape, generator=g)).abs()
+    assert hint.hits >= 3  # the band path ran (and its count was used)

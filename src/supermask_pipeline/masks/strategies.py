@@ -478,43 +478,55 @@ class ThresholdHint:
             self.misses += 1
 
 
-def _count_above(flat: torch.Tensor, value: float, nonnegative: bool) -> torch.Tensor:
-    """How many entries of ``flat`` exceed ``value`` (0-d): for entries and ``value`` ≥ 0,
-    sign(hardshrink(flat, value)) summed (two float passes), else a comparison."""
-    if nonnegative and value >= 0:
-        return torch.sign(F.hardshrink(flat, value)).sum()
-    return (flat > value).sum()
+def _count_above(flat: torch.Tensor, value: float) -> int:
+    """How many entries of ``flat`` exceed ``value``: on the CPU the comparison written as 0/1
+    float32 and summed (one pass, exact below 2^24 entries; bool reductions are slow there)."""
+    if flat.device.type == "cpu" and flat.numel() < 1 << 24:
+        return int(torch.gt(flat, value, out=torch.empty(flat.shape, dtype=torch.float32)).sum())
+    return int((flat > value).sum())
 
 
-def _kth_largest(flat: torch.Tensor, k: int, hint: ThresholdHint | None, nonnegative: bool = False) -> torch.Tensor:
-    """The k-th largest entry of ``flat`` (0-d), searched in ``hint``'s band first (CPU, large layers).
+def _exact_count(indicator: torch.Tensor) -> int:
+    """The number of ones in a 0/1 float tensor, summed in a float type that holds it exactly."""
+    return int(indicator.sum(dtype=torch.float32 if indicator.numel() < 1 << 24 else torch.float64))
+
+
+def _count_at_least(values: torch.Tensor, value: torch.Tensor) -> int:
+    """How many entries of ``values`` are ≥ ``value`` (0-d)."""
+    return _exact_count(torch.ge(values, value, out=torch.empty_like(values)))
+
+
+def _kth_largest(flat: torch.Tensor, k: int, hint: ThresholdHint | None) -> tuple[torch.Tensor, int | None]:
+    """The k-th largest entry t of ``flat`` (0-d), searched in ``hint``'s band first (CPU, large
+    layers), and the number of entries ≥ t where the band search tells it (else None).
 
     The band is (t − w, t + w]: the k-th largest lies in it exactly when
     above(t + w) < k ≤ above(t − w), with above(x) the number of entries > x. Its entries are
     gathered from the hint's candidates (the positions of a 16× wider band at the last full
     gather) when those hold all of them, i.e. as many as above(t − w) − above(t + w), which
-    saves a pass over every entry for the positions; else from all entries.
+    saves a pass over every entry for the positions; else from all entries. Every entry ≥ the
+    k-th value is then either above t + w or in the band, so their count is above(t + w) plus
+    the band's entries ≥ it.
     """
     n = flat.numel()
     use_band = hint is not None and flat.device.type == "cpu" and n >= BAND_SELECTION_MIN
     if use_band and hint.threshold is not None:
         t, width = hint.threshold, hint.width
         for attempt in range(BAND_RETRIES + 1):
-            # Counts as float sums of 0/1 (exact below 2^24 entries): bool reductions are slow on the CPU.
-            above = int(_count_above(flat, t + width, nonnegative))
+            above = _count_above(flat, t + width)
             if above < k:
-                inside = int(_count_above(flat, t - width, nonnegative)) - above
+                inside = _count_above(flat, t - width) - above
                 if above + inside >= k:  # the k-th largest is inside (t − w, t + w]
                     band = _band_entries(flat, t, width, inside, hint)
                     value = torch.kthvalue(band, band.numel() - (k - above) + 1).values
                     hint.update(float(value), hit=attempt == 0)
-                    return value
+                    return value, above + _count_at_least(band, value)
             width *= BAND_GROWTH
     value = torch.kthvalue(flat, n - k + 1).values
     if use_band:
         hint.update(float(value), hit=False)
         hint.full_selections += 1
-    return value
+    return value, None
 
 
 def _in_band(values: torch.Tensor, t: float, width: float) -> torch.Tensor:
@@ -527,19 +539,17 @@ def _band_entries(flat: torch.Tensor, t: float, width: float, inside: int, hint:
     hint's candidate positions when they hold all of them, else from all entries (and the
     candidates become the positions of the 16× wider band)."""
     if hint.candidates is not None and hint.candidates_of == flat.numel():
-        near = flat[hint.candidates]
+        near = flat.index_select(0, hint.candidates)
         band = near[_in_band(near, t, width)]
         if band.numel() == inside:  # the candidates are distinct positions: they hold every band entry
             return band
     hint.candidates = torch.nonzero(_in_band(flat, t, BAND_GROWTH * width)).reshape(-1)
     hint.candidates_of = flat.numel()
-    near = flat[hint.candidates]
+    near = flat.index_select(0, hint.candidates)
     return near[_in_band(near, t, width)]
 
 
-def top_k_mask(
-    values: torch.Tensor, keep_fraction: float, hint: ThresholdHint | None = None, nonnegative: bool | None = None
-) -> torch.Tensor:
+def top_k_mask(values: torch.Tensor, keep_fraction: float, hint: ThresholdHint | None = None) -> torch.Tensor:
     """1 for the ``round(keep_fraction · numel)`` largest entries of ``values``, else 0.
 
     Exactly that many ones, however many ties: equal values are ranked by their
@@ -554,9 +564,6 @@ def top_k_mask(
             least :data:`BAND_SELECTION_MIN` entries select in the band around the last
             threshold (the same mask, about 15× faster for the FCN's first layer). On other
             devices the selection runs over all entries with no host synchronisation.
-        nonnegative: whether every entry is ≥ 0 (edge-popup's |s|: True), which lets the CPU
-            use float kernels for the counts and the mask; None: found out with a pass over
-            ``values``. Passing True for values with a negative entry gives a wrong mask.
 
     Returns:
         A tensor of the shape, dtype and device of ``values`` holding 0 and 1 (no gradient).
@@ -568,16 +575,14 @@ def top_k_mask(
         return torch.zeros_like(values).detach()
     # Selection, not a sort: the k-th largest value, everything above it, then the earliest
     # of its ties up to k.
-    if flat.device.type != "cpu":
-        nonnegative = False
-    elif nonnegative is None:
-        nonnegative = bool(flat.min() >= 0)
-    threshold = _kth_largest(flat, k, hint, nonnegative)
-    if nonnegative:
-        # 1[v ≥ t] = 1[v > t⁻] for t⁻ the float32 just below t: sign(hardshrink(v, t⁻)) for v ≥ 0.
-        below = float(torch.nextafter(threshold, torch.tensor(-math.inf, dtype=threshold.dtype)))
-        at_least = torch.sign(F.hardshrink(flat, below)) if below >= 0 else torch.ones_like(flat)
-        if int(at_least.sum()) == k:  # no tie beyond the k-th: no running count needed
+    threshold, at_least_count = _kth_largest(flat, k, hint)
+    if flat.device.type == "cpu":
+        # 1[v ≥ t] in one comparison written as floats (a bool mask converts slowly on the CPU);
+        # where the band search counted the entries ≥ t, no pass to count them.
+        at_least = torch.ge(flat, threshold, out=torch.empty_like(flat))
+        if at_least_count is None:
+            at_least_count = _exact_count(at_least)
+        if at_least_count == k:  # no tie beyond the k-th: no running count needed
             return at_least.reshape(values.shape)
     above = flat > threshold
     tie = flat == threshold
@@ -625,7 +630,7 @@ class EdgePopupStrategy(MaskStrategy):
         def surrogate(grad: torch.Tensor) -> torch.Tensor:
             return grad * _unchanged(held, version).sgn()
 
-        return MaskParts(top_k_mask(held.abs(), self.keep_fraction, hint, nonnegative=True), surrogate)
+        return MaskParts(top_k_mask(held.abs(), self.keep_fraction, hint), surrogate)
 
 
 def gumbel_softmax_keep(logits: torch.Tensor, noise: torch.Tensor, temperature: float) -> torch.Tensor:
