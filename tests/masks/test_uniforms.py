@@ -9,7 +9,8 @@ from supermask_pipeline.masks.strategies import below, indicator
 from supermask_pipeline.masks.uniforms import uniform_like
 
 
-@pytest.mark.parametrize("shape", [(300, 784), (100, 300), (10, 100), (7,), (3, 5), (1,), (0,), (64, 3, 3, 3)])
+@pytest.mark.parametrize("shape", [(300, 784), (257, 257), (1 << 16,), (100, 300), (10, 100), (7,), (3, 5), (1,), (0,),
+                                   (64, 3, 3, 3)])
 def test_uniform_like_gives_torch_rand_values_and_leaves_the_generator_where_rand_does(shape):
     reference, fast = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
     for _ in range(3):  # consecutive draws stay in step (odd sizes take one 32-bit draw at the end)

@@ -10,8 +10,8 @@ bit for bit, and the generator ends in the same state (an odd element count take
 uniform from one 32-bit draw), at about three quarters of the cost (measured on the project's 2-core
 CPU, FCN first layer, 235,200 uniforms: 580 → 450 µs, of which 350 µs are the draws; ``benchmarks/README.md``).
 
-Elsewhere (CUDA's Philox generator, float64 or half-precision scores, a big-endian host) it
-calls ``torch.rand``.
+Elsewhere (fewer than :data:`SMALL` elements, CUDA's Philox generator, float64 or
+half-precision scores, a big-endian host) it calls ``torch.rand``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ import torch
 #: float32 uniforms carry 24 random bits: u = (d mod 2**24) * 2**-24.
 _BITS = 24
 _LOW_BITS = (1 << _BITS) - 1
+_SCALE = 2.0 ** -_BITS
+#: Below this many elements ``torch.rand`` itself is faster: the split's fixed cost of a few
+#: small kernels exceeds what the 64-bit draws save (medians on the project's 2-core CPU,
+#: ``torch.rand`` against the split: 1,000 uniforms 8 against 30 µs, 30,000 88 against 101 µs,
+#: 65,536 about even, 235,200 1,076 against 549 µs).
+SMALL = 1 << 16
 
 
 def uniform_like(values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -44,7 +50,7 @@ def uniform_like(values: torch.Tensor, generator: torch.Generator) -> torch.Tens
     first) and ``uniform_real_distribution`` (24 low bits · 2⁻²⁴ for float32).
     """
     if values.device.type != "cpu" or values.dtype != torch.float32 or generator.device.type != "cpu" \
-            or sys.byteorder != "little":
+            or sys.byteorder != "little" or values.numel() < SMALL:
         return torch.rand(values.shape, generator=generator, device=values.device, dtype=values.dtype)
     count = values.numel()
     pairs = count // 2
@@ -58,7 +64,7 @@ def uniform_like(values: torch.Tensor, generator: torch.Generator) -> torch.Tens
     in_order[:, 1].copy_(words[:, 0])
     if count % 2:
         uniforms[-1:].copy_(torch.empty(1, dtype=torch.int32).random_(0, 1 << _BITS, generator=generator))
-    return uniforms.mul_(2.0 ** -_BITS).view(values.shape)
+    return uniforms.mul_(_SCALE).view(values.shape)
 
 
 __all__ = ["uniform_like"]
