@@ -711,7 +711,7 @@ class ASLPStrategy(MaskStrategy):
         clamped to the smallest normal float so the noise stays finite;
         :func:`gumbel_softmax_keep`); without: 1[m ≥ 0] with the gradient of σ(m/T)."""
         if generator is not None:
-            noise = torch.logit(uniform_like(scores, generator), eps=torch.finfo(scores.dtype).tiny)
+            noise = uniform_like(scores, generator).logit_(eps=torch.finfo(scores.dtype).tiny)  # in place: a fresh tensor
             return _gumbel_parts(scores, noise, self.temperature)
         held, version = _held(scores)
         temperature = self.temperature
